@@ -1,0 +1,84 @@
+"""The proxy's own error answers: one exception type, one envelope (Criteo's).
+
+Tools that already parse Criteo's ``{"errors": [...]}`` parse ours too; the
+``X-Criteo-Proxy-Error`` header tells them that the proxy, not Criteo, spoke.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final, Literal
+
+from aiohttp import web
+
+ErrorCode = Literal[
+    "token_request_failed",
+    "token_endpoint_unavailable",
+    "upstream_unavailable",
+    "upstream_timeout",
+    "host_not_allowed",
+    "origin_not_allowed",
+    "absolute_uri_not_allowed",
+    "method_not_allowed",
+    "path_not_allowed",
+    "proxy_key_required",
+    "body_too_large",
+    "rate_limited",
+    "not_found",
+]
+
+ERROR_HEADER: Final = "X-Criteo-Proxy-Error"
+
+TITLES: Final[dict[ErrorCode, str]] = {
+    "token_request_failed": "Could not obtain an access token",
+    "token_endpoint_unavailable": "The token endpoint is unavailable",
+    "upstream_unavailable": "The Criteo API is unreachable",
+    "upstream_timeout": "The Criteo API did not answer in time",
+    "host_not_allowed": "Host header not allowed",
+    "origin_not_allowed": "Cross-site request not allowed",
+    "absolute_uri_not_allowed": "Absolute request target not allowed",
+    "method_not_allowed": "Method not allowed",
+    "path_not_allowed": "Path not allowed",
+    "proxy_key_required": "A valid X-Proxy-Key is required",
+    "body_too_large": "Request body too large",
+    "rate_limited": "Rate limit reached",
+    "not_found": "No such proxy endpoint",
+}
+
+
+class ProxyError(Exception):
+    """An error the proxy answers itself. ``detail`` is shown to the client: no secrets."""
+
+    def __init__(self, status: int, code: ErrorCode, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.code]
+
+
+def build_error_body(error: ProxyError, request_id: str) -> bytes:
+    envelope = {
+        "errors": [
+            {
+                "type": "proxy",
+                "code": error.code,
+                "title": error.title,
+                "detail": error.detail,
+                "traceId": request_id,
+            }
+        ]
+    }
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def error_response(error: ProxyError, request_id: str) -> web.Response:
+    return web.Response(
+        status=error.status,
+        body=build_error_body(error, request_id),
+        content_type="application/json",
+        headers={ERROR_HEADER: error.code},
+    )
