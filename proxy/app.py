@@ -1,0 +1,222 @@
+"""The aiohttp application: routes, middleware, the upstream session's life."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from .config import Config, ConfigError, CredentialsConfig, UpstreamConfig
+from .errors import ProxyError, error_response
+from .forward import REQUEST_ID_HEADER, Forwarder, ForwardSettings
+from .guards import parse_request_target
+from .observability import pick_request_id
+from .tokens import ClientCredentialsGrant, Grant, TokenError, TokenProvider
+
+log = logging.getLogger("criteo_proxy.app")
+
+CONFIG: Final = web.AppKey("CONFIG", Config)
+Clock = Callable[[], float]
+CLOCK: Final[web.AppKey[Clock]] = web.AppKey("CLOCK")
+SESSION: Final = web.AppKey("SESSION", aiohttp.ClientSession)
+TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
+FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
+REQUEST_ID: Final = web.RequestKey("REQUEST_ID", str)
+
+# aiohttp's client adds these when absent; a proxy must pass the client's as they are.
+_AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+def build_app(config: Config, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
+    app = web.Application(middlewares=[request_context])
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(upstream_context)
+    app.router.add_get("/_proxy/health", health)
+    app.router.add_get("/_proxy/ready", ready)
+    app.router.add_route("*", "/_proxy/{tail:.*}", reserved_not_found)
+    app.router.add_route("*", "/{tail:.*}", forward_request, expect_handler=defer_expect)
+    return app
+
+
+def build_grant(credentials: CredentialsConfig) -> Grant:
+    if credentials.grant_type != "client_credentials":
+        raise ConfigError(
+            f"credentials.grant_type: {credentials.grant_type} is not supported by this version"
+        )
+    return ClientCredentialsGrant(
+        client_id=credentials.client_id, client_secret=credentials.client_secret
+    )
+
+
+def build_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:
+    """One pooled, keep-alive session: the TLS handshake to Criteo is paid once."""
+    ssl_context = ssl.create_default_context()
+    if upstream.ca_file:
+        ssl_context.load_verify_locations(cafile=upstream.ca_file)
+    connector = aiohttp.TCPConnector(limit=upstream.max_connections, ssl=ssl_context)
+    return aiohttp.ClientSession(
+        connector=connector,
+        # connect bounds the TCP/TLS set-up; waiting for a pooled connection and
+        # for the response headers is bounded by response_timeout in forward.
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=upstream.connect_timeout,
+            sock_read=upstream.read_timeout,
+        ),
+        auto_decompress=False,  # compressed bodies pass through as bytes
+        cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
+        skip_auto_headers=_AUTO_HEADERS_TO_SKIP,
+    )
+
+
+def env_proxy_for(url: str) -> str | None:
+    """The HTTPS_PROXY / HTTP_PROXY for URL, unless NO_PROXY exempts its host.
+
+    Resolved once, with the standard library's rules, instead of aiohttp's
+    ``trust_env``, which would also read ~/.netrc and add its credentials.
+    """
+    parsed = URL(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parsed.scheme or "")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(parsed.host or "", proxies):
+        return None
+    return proxy
+
+
+def build_token_provider(
+    config: Config, session: aiohttp.ClientSession, *, clock: Callable[[], float] = time.monotonic
+) -> TokenProvider:
+    token_url = config.upstream.effective_token_url
+    return TokenProvider(
+        session,
+        build_grant(config.credentials),
+        token_url=token_url,
+        margin_seconds=config.tokens.refresh_margin,
+        timeout_seconds=config.upstream.response_timeout,
+        http_proxy=env_proxy_for(token_url),
+        clock=clock,
+    )
+
+
+async def upstream_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    session = build_session(config.upstream)
+    try:
+        tokens = build_token_provider(config, session, clock=app[CLOCK])
+    except ConfigError:
+        await session.close()
+        raise
+    settings = ForwardSettings(
+        upstream_url=config.upstream.url,
+        retry_body_limit_bytes=config.retry.body_limit,
+        max_body_bytes=config.limits.max_body_bytes,
+        response_timeout_seconds=config.upstream.response_timeout,
+        http_proxy=env_proxy_for(config.upstream.url),
+    )
+    app[SESSION] = session
+    app[TOKENS] = tokens
+    app[FORWARDER] = Forwarder(session, tokens, settings)
+    # The server starts even when the token endpoint is down; the warm-up only logs.
+    warm_up = asyncio.create_task(tokens.warm_up())
+    try:
+        yield
+    finally:
+        warm_up.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm_up
+        await session.close()
+
+
+@web.middleware
+async def request_context(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    request_id = pick_request_id(request.headers.get(REQUEST_ID_HEADER))
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except ProxyError as exc:
+        log.warning("request %s: %s %s", request_id, exc.code, exc.detail)
+        response = error_response(exc, request_id)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+async def defer_expect(request: web.Request) -> None:
+    """Answer ``Expect: 100-continue`` later, once the request has been admitted."""
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+
+
+async def forward_request(request: web.Request) -> web.StreamResponse:
+    path_and_query = parse_request_target(request.raw_path)
+    return await request.app[FORWARDER].handle(request, path_and_query, request[REQUEST_ID])
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, dumps=compact_json)
+
+
+async def ready(request: web.Request) -> web.Response:
+    try:
+        token = await request.app[TOKENS].get_token()
+    except TokenError as exc:
+        return web.json_response(
+            {"status": "not_ready", "code": exc.code, "reason": exc.detail}, status=503
+        )
+    remaining = token.expires_at - request.app[CLOCK]()
+    return web.json_response({"status": "ready", "token_expires_in_seconds": round(remaining)})
+
+
+async def reserved_not_found(request: web.Request) -> web.Response:
+    raise ProxyError(
+        404,
+        "not_found",
+        f"{request.path} is reserved for the proxy; it serves /_proxy/health and /_proxy/ready",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    runner: web.AppRunner
+    urls: list[str]
+
+
+async def start_server(app: web.Application, config: Config) -> RunningServer:
+    """Listen where the config says; a port in use is a ConfigError, not a traceback."""
+    listen = config.listen
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=listen.shutdown_grace)
+    await runner.setup()
+    site = web.TCPSite(runner, listen.host, listen.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"listen.port: cannot listen on {listen.host}:{listen.port}: "
+            f"{exc.strerror or exc} (is another criteo-proxy running? pick another --port)"
+        ) from exc
+    return RunningServer(runner, [_format_url(address) for address in runner.addresses])
+
+
+def _format_url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    host, port = address[0], address[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"

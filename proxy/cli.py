@@ -1,0 +1,249 @@
+"""The ``criteo-proxy`` command: arguments, subcommands, one-line errors.
+
+The only module that prints to the terminal or exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from aiohttp import web
+
+from . import __version__
+from .app import build_app, build_session, build_token_provider, start_server
+from .config import (
+    CLIENT_ID_ENV_VAR,
+    CLIENT_SECRET_ENV_VAR,
+    Config,
+    ConfigError,
+    Secret,
+    load_config,
+)
+from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from .observability import configure_logging
+from .tokens import Token, TokenError
+
+PROG = "criteo-proxy"
+EXIT_FAILURE = 1
+EXIT_CONFIG_ERROR = 2
+
+# flag -> the config key it overrides
+_FLAG_KEYS = {
+    "host": "listen.host",
+    "port": "listen.port",
+    "upstream": "upstream.url",
+    "token_url": "upstream.token_url",
+    "log_level": "logging.level",
+    "log_format": "logging.format",
+}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other error of ours."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG_ERROR, f"{PROG}: {message} (see {PROG} --help)\n")
+
+
+def _port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected 0-65535, got {port}")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _OneLineParser(add_help=False)
+    s = argparse.SUPPRESS  # so that a subcommand's defaults never hide the main parser's
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=s,
+        help="YAML config file (default: $CRITEO_PROXY_CONFIG, else none)",
+    )
+    common.add_argument("--host", default=s, help="address to listen on (127.0.0.1)")
+    common.add_argument(
+        "--port", type=_port_number, default=s, help="port to listen on (8080; 0 = any free port)"
+    )
+    common.add_argument(
+        "--upstream", metavar="URL", default=s, help="Criteo API base URL (https://api.criteo.com)"
+    )
+    common.add_argument(
+        "--token-url",
+        metavar="URL",
+        default=s,
+        help="token endpoint (default: UPSTREAM/oauth2/token)",
+    )
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=s)
+    common.add_argument("--log-format", choices=["text", "json"], default=s)
+
+    parser = _OneLineParser(
+        prog=PROG,
+        parents=[common],
+        description="Local authenticating proxy for the Criteo API.",
+        epilog=f"Credentials come from {CLIENT_ID_ENV_VAR} and {CLIENT_SECRET_ENV_VAR}.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", parents=[common], help="serve (the default)")
+    commands.add_parser(
+        "check",
+        parents=[common],
+        help="validate the config and fetch one token; exit 0 if all is well",
+    )
+    commands.add_parser(
+        "token", parents=[common], help="print a fresh access token on stdout, for one-off use"
+    )
+    commands.add_parser(
+        "demo",
+        parents=[common],
+        help="run against an embedded fake Criteo: no credentials, no network",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = build_parser().parse_args(argv)
+    command: str = args.command or "run"
+    runner: Callable[[argparse.Namespace], int] = _COMMANDS[command]
+    try:
+        status = runner(args)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_FAILURE if command == "check" else EXIT_CONFIG_ERROR)
+    except KeyboardInterrupt:
+        status = 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        _fail(f"unexpected error: {type(exc).__name__}: {exc}", EXIT_FAILURE)
+    sys.exit(status)
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def _load(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Config:
+    overrides = {key: getattr(args, flag) for flag, key in _FLAG_KEYS.items() if flag in args}
+    return load_config(getattr(args, "config", None), environ=environ, overrides=overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    configure_logging(config.logging.level, config.logging.format)
+    asyncio.run(_serve(config))
+    return 0
+
+
+async def _serve(config: Config, *, banner: Callable[[list[str]], None] | None = None) -> None:
+    server = await start_server(build_app(config), config)
+    try:
+        for url in server.urls:
+            print(f"{PROG}: serving on {url}", flush=True)
+        if banner is not None:
+            banner(server.urls)
+        await _wait_for_stop_signal()
+    finally:
+        await server.runner.cleanup()
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    configure_logging(config.logging.level, config.logging.format)
+    print(f"config:         {config.source or 'none (defaults and environment)'}")
+    print(f"upstream:       {config.upstream.url}")
+    print(f"token endpoint: {config.upstream.effective_token_url}")
+    print(f"grant type:     {config.credentials.grant_type}")
+    print(f"client id:      {config.credentials.client_id}")
+    print("client secret:  set (not shown)", flush=True)
+    try:
+        token = asyncio.run(_fetch_token(config))
+    except TokenError as exc:
+        _fail(f"check failed: {exc.code}: {exc.detail}", EXIT_FAILURE)
+    print(f"token:          obtained, valid for {token.expires_in_seconds:.0f} s (not shown)")
+    print("OK")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    config = _load(args)
+    configure_logging(config.logging.level, config.logging.format)
+    try:
+        token = asyncio.run(_fetch_token(config))
+    except TokenError as exc:
+        _fail(f"{exc.code}: {exc.detail}", EXIT_FAILURE)
+    print(token.access_token, flush=True)
+    return 0
+
+
+async def _fetch_token(config: Config) -> Token:
+    async with build_session(config.upstream) as session:
+        return await build_token_provider(config, session).get_token()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # The demo never uses real credentials, even when they are in the environment.
+    environ = dict(os.environ)
+    environ.update({CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID, CLIENT_SECRET_ENV_VAR: DEMO_CLIENT_SECRET})
+    config = _load(args, environ)
+    configure_logging(config.logging.level, config.logging.format)
+    asyncio.run(_serve_demo(config))
+    return 0
+
+
+async def _serve_demo(config: Config) -> None:
+    fake_runner = web.AppRunner(FakeCriteo().build_app(), access_log=None)
+    await fake_runner.setup()
+    try:
+        fake_site = web.TCPSite(fake_runner, "127.0.0.1", 0)
+        await fake_site.start()
+        fake_host, fake_port = fake_runner.addresses[0][:2]
+        fake_url = f"http://{fake_host}:{fake_port}"
+        config = dataclasses.replace(
+            config,
+            upstream=dataclasses.replace(config.upstream, url=fake_url, token_url=None),
+            credentials=dataclasses.replace(
+                config.credentials,
+                grant_type="client_credentials",
+                client_id=DEMO_CLIENT_ID,
+                client_secret=Secret(DEMO_CLIENT_SECRET),
+            ),
+        )
+
+        def banner(urls: list[str]) -> None:
+            print(f"{PROG} demo: a fake Criteo API answers on {fake_url}", flush=True)
+            print("Try it (Ctrl-C stops the demo):", flush=True)
+            print(f"  curl {urls[0]}/2025-10/advertisers/me", flush=True)
+
+        await _serve(config, banner=banner)
+    finally:
+        await fake_runner.cleanup()
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "check": _check,
+    "token": _token,
+    "demo": _demo,
+}

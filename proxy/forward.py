@@ -1,0 +1,318 @@
+"""One request: build the upstream request, stream it, retry once on 401.
+
+Knows nothing of YAML: it is handed a ``ForwardSettings`` built from the config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from .errors import ProxyError
+from .tokens import Token, TokenProvider, describe
+
+log = logging.getLogger("criteo_proxy.forward")
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never forwarded upstream: ours to answer (Expect), ours to set (Host,
+# Authorization), or the inbound key that must not leave the machine.
+_REQUEST_ONLY: Final = frozenset(
+    {"host", "authorization", "expect", "x-proxy-key", "http2-settings"}
+)
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+STREAM_CHUNK_BYTES: Final = 256 * 1024
+_OAUTH_PREFIX: Final = "/oauth2/"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardSettings:
+    upstream_url: str  # no trailing slash
+    retry_body_limit_bytes: int
+    max_body_bytes: int | None
+    response_timeout_seconds: float
+    http_proxy: str | None = None  # from HTTPS_PROXY / HTTP_PROXY, NO_PROXY applied
+
+
+def build_upstream_url(upstream_url: str, path_and_query: str) -> URL:
+    """Upstream base + the raw path and query, byte for byte (``//x`` stays a path)."""
+    return URL(upstream_url + path_and_query, encoded=True)
+
+
+def connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+    """Header names that a ``Connection`` header declares hop-by-hop."""
+    return {
+        name.strip().lower()
+        for value in headers.getall("Connection", ())
+        for name in value.split(",")
+        if name.strip()
+    }
+
+
+def build_upstream_headers(
+    incoming: CIMultiDictProxy[str] | CIMultiDict[str], *, token: str | None, request_id: str
+) -> CIMultiDict[str]:
+    """The client's headers as Criteo should see them.
+
+    With a token, the client's own Authorization is replaced by it; without
+    (``/oauth2/...``), the client's Authorization passes untouched.
+    """
+    dropped = HOP_BY_HOP | _REQUEST_ONLY | connection_listed(incoming)
+    if token is None:
+        dropped = dropped - {"authorization"}
+    headers = CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in dropped)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    headers[REQUEST_ID_HEADER] = request_id
+    return headers
+
+
+def build_downstream_headers(
+    upstream: CIMultiDictProxy[str], *, request_id: str
+) -> CIMultiDict[str]:
+    """Criteo's response headers as the client should see them."""
+    dropped = HOP_BY_HOP | connection_listed(upstream)
+    headers = CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in dropped)
+    headers[REQUEST_ID_HEADER] = request_id
+    return headers
+
+
+def is_oauth_path(path_and_query: str) -> bool:
+    """``/oauth2/...`` goes upstream as the client sent it, without the proxy's token."""
+    path = path_and_query.split("?", 1)[0]
+    return path == "/oauth2" or path.startswith(_OAUTH_PREFIX)
+
+
+class RequestBody:
+    """The client's body: buffered when small enough to replay, streamed otherwise."""
+
+    def __init__(
+        self,
+        content: aiohttp.StreamReader | None,
+        prefix: list[bytes],
+        *,
+        complete: bool,
+        max_body_bytes: int | None,
+    ) -> None:
+        self._content = content
+        self._prefix = prefix
+        self.replayable = complete
+        self._max_body_bytes = max_body_bytes
+        self.too_large = False
+        self._consumed = False
+
+    @classmethod
+    async def read(
+        cls,
+        request: web.Request,
+        *,
+        retry_limit_bytes: int,
+        max_body_bytes: int | None,
+    ) -> RequestBody:
+        if not request.body_exists:
+            return cls(None, [], complete=True, max_body_bytes=max_body_bytes)
+        declared = request.content_length
+        if max_body_bytes is not None and declared is not None and declared > max_body_bytes:
+            raise _body_too_large(max_body_bytes)
+        await send_continue_if_expected(request)
+        if declared is not None and declared > retry_limit_bytes:
+            return cls(request.content, [], complete=False, max_body_bytes=max_body_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= retry_limit_bytes:
+            chunk = await request.content.readany()
+            if not chunk:
+                return cls(None, chunks, complete=True, max_body_bytes=max_body_bytes)
+            chunks.append(chunk)
+            size += len(chunk)
+            if max_body_bytes is not None and size > max_body_bytes:
+                raise _body_too_large(max_body_bytes)
+        return cls(request.content, chunks, complete=False, max_body_bytes=max_body_bytes)
+
+    def payload(self) -> bytes | AsyncIterator[bytes] | None:
+        if self.replayable:
+            # None, not b"": aiohttp would add "Content-Length: 0" to a bodiless GET.
+            return b"".join(self._prefix) if self._prefix else None
+        if self._consumed:
+            raise RuntimeError("a streamed body can be sent only once")
+        self._consumed = True
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[bytes]:
+        size = 0
+        for chunk in self._prefix:
+            size += len(chunk)
+            yield chunk
+        self._prefix = []
+        if self._content is None:
+            return
+        async for chunk in self._content.iter_chunked(STREAM_CHUNK_BYTES):
+            size += len(chunk)
+            if self._max_body_bytes is not None and size > self._max_body_bytes:
+                self.too_large = True
+                raise _body_too_large(self._max_body_bytes)
+            yield chunk
+
+
+async def send_continue_if_expected(request: web.Request) -> None:
+    """Answer ``Expect: 100-continue`` now that the request has been admitted."""
+    expect = request.headers.get("Expect", "")
+    if request.version >= aiohttp.HttpVersion11 and expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+
+
+def _body_too_large(limit: int) -> ProxyError:
+    return ProxyError(
+        413,
+        "body_too_large",
+        f"the request body is larger than limits.max_body_bytes ({limit} bytes)",
+    )
+
+
+@contextmanager
+def upstream_errors(url: URL, timeout_seconds: float) -> Iterator[None]:
+    """Turn the upstream leg's failures into the proxy's 502 / 504 (before any byte is sent)."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise ProxyError(
+            504,
+            "upstream_timeout",
+            f"{url.host} did not answer within upstream.response_timeout ({timeout_seconds:g} s)",
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise ProxyError(502, "upstream_unavailable", f"{url.host}: {describe(exc)}") from exc
+
+
+class Forwarder:
+    def __init__(
+        self, session: aiohttp.ClientSession, tokens: TokenProvider, settings: ForwardSettings
+    ) -> None:
+        self._session = session
+        self._tokens = tokens
+        self._settings = settings
+
+    async def handle(
+        self, request: web.Request, path_and_query: str, request_id: str
+    ) -> web.StreamResponse:
+        settings = self._settings
+        url = build_upstream_url(settings.upstream_url, path_and_query)
+        body = await RequestBody.read(
+            request,
+            retry_limit_bytes=settings.retry_body_limit_bytes,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        if is_oauth_path(path_and_query):
+            upstream = await self._send(request, url, body, None, request_id)
+            return await self._stream_back(request, upstream, request_id)
+
+        token = await self._tokens.get_token()
+        upstream = await self._send(request, url, body, token, request_id)
+        if upstream.status == 401:
+            if body.replayable:
+                upstream.release()
+                self._tokens.invalidate(token)
+                token = await self._tokens.get_token()
+                request["retried"] = True
+                log.info(
+                    "request %s: Criteo answered 401, retrying once with a new token", request_id
+                )
+                upstream = await self._send(request, url, body, token, request_id)
+            else:
+                log.warning(
+                    "request %s: Criteo answered 401; not retried because the body was larger "
+                    "than retry.body_limit (%d bytes)",
+                    request_id,
+                    settings.retry_body_limit_bytes,
+                )
+        return await self._stream_back(request, upstream, request_id)
+
+    async def _send(
+        self,
+        request: web.Request,
+        url: URL,
+        body: RequestBody,
+        token: Token | None,
+        request_id: str,
+    ) -> aiohttp.ClientResponse:
+        headers = build_upstream_headers(
+            request.headers,
+            token=None if token is None else token.access_token,
+            request_id=request_id,
+        )
+        timeout_seconds = self._settings.response_timeout_seconds
+        try:
+            with upstream_errors(url, timeout_seconds):
+                async with asyncio.timeout(timeout_seconds):
+                    return await self._session.request(
+                        request.method,
+                        url,
+                        headers=headers,
+                        data=body.payload(),
+                        allow_redirects=False,  # a 3xx is the client's to follow
+                        proxy=self._settings.http_proxy,
+                    )
+        except ProxyError:
+            if body.too_large:
+                raise _body_too_large(self._settings.max_body_bytes or 0) from None
+            raise
+
+    async def _stream_back(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, request_id: str
+    ) -> web.StreamResponse:
+        request["upstream_status"] = upstream.status
+        try:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            response.headers.extend(
+                build_downstream_headers(upstream.headers, request_id=request_id)
+            )
+            await response.prepare(request)
+            while True:
+                try:
+                    chunk = await upstream.content.read(STREAM_CHUNK_BYTES)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # The status line is gone: the only honest signal left is a broken transfer.
+                    log.warning(
+                        "request %s: upstream failed mid-body (%s); aborting the client connection",
+                        request_id,
+                        describe(exc),
+                    )
+                    abort_client(request)
+                    return response
+                if not chunk:
+                    break
+                try:
+                    await response.write(chunk)
+                except ConnectionError:
+                    log.info("request %s: client went away mid-download", request_id)
+                    return response
+            await response.write_eof()
+            return response
+        finally:
+            upstream.release()
+
+
+def abort_client(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

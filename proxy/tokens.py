@@ -1,0 +1,287 @@
+"""Access tokens: the grant, the TLRU cache, single flight and back-off.
+
+Knows the client side of aiohttp only; nothing here answers an HTTP request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+from urllib.parse import urlencode
+
+import aiohttp
+from cachetools import TLRUCache
+from yarl import URL
+
+from .config import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
+from .errors import ErrorCode, ProxyError
+
+log = logging.getLogger("criteo_proxy.tokens")
+
+FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+_MAX_TOKEN_ANSWER_BYTES: Final = 64 * 1024
+_BACKOFF_FIRST_SECONDS: Final = 1.0
+_BACKOFF_MAX_SECONDS: Final = 30.0
+
+
+class TokenError(ProxyError):
+    """The token endpoint refused us or could not be reached; detail is safe to show."""
+
+    def copy(self) -> TokenError:
+        return TokenError(self.status, self.code, self.detail)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Token:
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_in_seconds: float
+    obtained_at: float  # on the provider's clock, taken when the request was sent
+    renew_at: float  # obtained_at + expires_in - margin: the cache drops it then
+
+    @property
+    def expires_at(self) -> float:
+        return self.obtained_at + self.expires_in_seconds
+
+
+class Grant(Protocol):
+    """What to send to the token endpoint, and whom to blame when it says no."""
+
+    @property
+    def cache_key(self) -> str: ...
+
+    @property
+    def rejection_hint(self) -> str: ...
+
+    def build_form(self) -> dict[str, str]: ...
+
+    def secrets(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCredentialsGrant:
+    client_id: str
+    client_secret: Secret
+
+    @property
+    def cache_key(self) -> str:
+        return f"client_credentials:{self.client_id}"
+
+    @property
+    def rejection_hint(self) -> str:
+        return f"check {CLIENT_ID_ENV_VAR} / {CLIENT_SECRET_ENV_VAR}"
+
+    def build_form(self) -> dict[str, str]:
+        return {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret.reveal(),
+        }
+
+    def secrets(self) -> list[str]:
+        return [self.client_secret.reveal()]
+
+
+class TokenProvider:
+    """Hands out a valid access token, fetching one at most at a time.
+
+    However many requests find the cache empty together, one POST is in flight
+    and the rest await its result. After a failure, fetches back off (1 s
+    doubling to 30 s) and requests in the window fail fast with the last error.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        grant: Grant,
+        *,
+        token_url: str,
+        margin_seconds: float,
+        timeout_seconds: float,
+        http_proxy: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._http_proxy = http_proxy
+        self._grant = grant
+        self._token_url = token_url
+        self._shown_url = str(URL(token_url).with_user(None).with_query(None))
+        self._margin_seconds = margin_seconds
+        self._timeout_seconds = timeout_seconds
+        self._clock = clock
+        self._cache: TLRUCache[str, Token] = TLRUCache(maxsize=8, ttu=_renew_at, timer=clock)
+        self._inflight: asyncio.Task[Token | TokenError] | None = None
+        self._last_error: TokenError | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self.fetch_count = 0
+
+    @property
+    def last_error(self) -> TokenError | None:
+        return self._last_error
+
+    def cached_token(self) -> Token | None:
+        return self._cache.get(self._grant.cache_key)
+
+    def backoff_remaining_seconds(self) -> float:
+        if self._last_error is None:
+            return 0.0
+        return max(0.0, self._retry_at - self._clock())
+
+    async def get_token(self) -> Token:
+        token = self.cached_token()
+        if token is not None:
+            return token
+        if self._inflight is None:
+            if self._last_error is not None and self._clock() < self._retry_at:
+                raise self._last_error.copy()
+            self._inflight = asyncio.get_running_loop().create_task(self._fetch())
+            self._inflight.add_done_callback(self._forget_inflight)
+        # shield: a client that goes away must not cancel the fetch others await.
+        outcome = await asyncio.shield(self._inflight)
+        if isinstance(outcome, TokenError):
+            raise outcome.copy()
+        return outcome
+
+    def invalidate(self, token: Token) -> None:
+        """Drop TOKEN after a 401, unless a newer token has replaced it meanwhile."""
+        key = self._grant.cache_key
+        if self._cache.get(key) is token:
+            del self._cache[key]
+
+    async def warm_up(self) -> None:
+        """Fetch a token at start; a failure is logged, never raised."""
+        try:
+            token = await self.get_token()
+        except TokenError as exc:
+            log.warning("could not obtain a token at start (requests will retry): %s", exc.detail)
+        else:
+            log.info("token ready at start, valid for %.0f s", token.expires_in_seconds)
+
+    def _forget_inflight(self, task: asyncio.Task[Token | TokenError]) -> None:
+        self._inflight = None
+
+    async def _fetch(self) -> Token | TokenError:
+        self.fetch_count += 1
+        try:
+            token = await self._request_token()
+        except TokenError as exc:
+            self._failures += 1
+            delay = min(_BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), _BACKOFF_MAX_SECONDS)
+            self._retry_at = self._clock() + delay
+            self._last_error = exc
+            log.warning("token request failed (next attempt in %.0f s): %s", delay, exc.detail)
+            return exc
+        self._failures = 0
+        self._last_error = None
+        self._cache[self._grant.cache_key] = token
+        log.info("token fetched, valid for %.0f s", token.expires_in_seconds)
+        return token
+
+    async def _request_token(self) -> Token:
+        form = urlencode(self._grant.build_form())
+        sent_at = self._clock()
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                async with self._session.post(
+                    self._token_url,
+                    data=form.encode(),
+                    headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"},
+                    proxy=self._http_proxy,
+                    allow_redirects=False,
+                ) as response:
+                    body = await response.content.read(_MAX_TOKEN_ANSWER_BYTES)
+                    status = response.status
+        except TimeoutError as exc:
+            raise self._error(
+                504,
+                "token_endpoint_unavailable",
+                f"POST {self._shown_url} did not answer within {self._timeout_seconds:g} s",
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise self._error(
+                502, "token_endpoint_unavailable", f"POST {self._shown_url} failed: {describe(exc)}"
+            ) from exc
+        answer = _parse_json_object(body)
+        if status == 200:
+            return self._parse_token(answer, sent_at)
+        if 400 <= status < 500 and status != 429:
+            oauth_error = str(answer.get("error") or "") if answer else ""
+            description = str(answer.get("error_description") or "") if answer else ""
+            reason = " ".join(part for part in (str(status), oauth_error) if part)
+            detail = f"POST {self._shown_url} answered {reason}"
+            if description:
+                detail += f" ({description})"
+            raise self._error(
+                502, "token_request_failed", f"{detail}: {self._grant.rejection_hint}"
+            )
+        raise self._error(
+            502, "token_endpoint_unavailable", f"POST {self._shown_url} answered {status}"
+        )
+
+    def _parse_token(self, answer: dict[str, object] | None, sent_at: float) -> Token:
+        if answer is None:
+            raise self._malformed("the answer is not a JSON object")
+        access_token = answer.get("access_token")
+        expires_in = answer.get("expires_in")
+        refresh_token = answer.get("refresh_token")
+        token_type = answer.get("token_type", "Bearer")
+        if not isinstance(access_token, str) or not access_token:
+            raise self._malformed("no access_token in the answer")
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+            raise self._malformed("no numeric expires_in in the answer")
+        if expires_in <= 0:
+            raise self._malformed(f"expires_in is {expires_in}")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise self._malformed("token_type is not Bearer")
+        if refresh_token is not None and not isinstance(refresh_token, str):
+            raise self._malformed("refresh_token is neither a string nor null")
+        margin = min(self._margin_seconds, expires_in / 2)
+        return Token(
+            access_token=access_token,
+            refresh_token=refresh_token or None,
+            expires_in_seconds=float(expires_in),
+            obtained_at=sent_at,
+            renew_at=sent_at + expires_in - margin,
+        )
+
+    def _malformed(self, why: str) -> TokenError:
+        return self._error(
+            502,
+            "token_endpoint_unavailable",
+            f"POST {self._shown_url} gave a malformed answer: {why}",
+        )
+
+    def _error(self, status: int, code: ErrorCode, detail: str) -> TokenError:
+        # The endpoint's own words end up in detail: never let them echo a secret back.
+        for secret in self._grant.secrets():
+            if secret:
+                detail = detail.replace(secret, "***")
+        return TokenError(status, code, detail)
+
+
+def _renew_at(_key: str, token: Token, _now: float) -> float:
+    return token.renew_at
+
+
+def _parse_json_object(body: bytes) -> dict[str, object] | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def describe(exc: BaseException) -> str:
+    """A short, secret-free description of a client-side I/O failure."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS error with {exc.host}:{exc.port}: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
