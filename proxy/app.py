@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 import time
@@ -32,6 +33,11 @@ SESSION: Final = web.AppKey("SESSION", aiohttp.ClientSession)
 TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
 FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
 REQUEST_ID: Final = web.RequestKey("REQUEST_ID", str)
+
+
+def compact_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
 
 # aiohttp's client adds these when absent; a proxy must pass the client's as they are.
 _AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -178,10 +184,14 @@ async def ready(request: web.Request) -> web.Response:
         token = await request.app[TOKENS].get_token()
     except TokenError as exc:
         return web.json_response(
-            {"status": "not_ready", "code": exc.code, "reason": exc.detail}, status=503
+            {"status": "not_ready", "code": exc.code, "reason": exc.detail},
+            status=503,
+            dumps=compact_json,
         )
     remaining = token.expires_at - request.app[CLOCK]()
-    return web.json_response({"status": "ready", "token_expires_in_seconds": round(remaining)})
+    return web.json_response(
+        {"status": "ready", "token_expires_in_seconds": round(remaining)}, dumps=compact_json
+    )
 
 
 async def reserved_not_found(request: web.Request) -> web.Response:

@@ -41,6 +41,7 @@ _REQUEST_ONLY: Final = frozenset(
 )
 REQUEST_ID_HEADER: Final = "X-Request-Id"
 STREAM_CHUNK_BYTES: Final = 256 * 1024
+RETRIED: Final = web.RequestKey("RETRIED", bool)  # the request was replayed after a 401
 _OAUTH_PREFIX: Final = "/oauth2/"
 
 
@@ -233,7 +234,7 @@ class Forwarder:
                 upstream.release()
                 self._tokens.invalidate(token)
                 token = await self._tokens.get_token()
-                request["retried"] = True
+                request[RETRIED] = True
                 log.info(
                     "request %s: Criteo answered 401, retrying once with a new token", request_id
                 )
@@ -280,7 +281,6 @@ class Forwarder:
     async def _stream_back(
         self, request: web.Request, upstream: aiohttp.ClientResponse, request_id: str
     ) -> web.StreamResponse:
-        request["upstream_status"] = upstream.status
         try:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             response.headers.extend(

@@ -1,0 +1,269 @@
+"""Shared fixtures: the fake Criteo as a real server, the proxy as a real server in front.
+
+Everything listens on 127.0.0.1; nothing here talks to any other address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from proxy.app import build_app
+from proxy.config import Config, parse_config
+from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+
+
+class ManualClock:
+    """A clock that moves only when a test says so: expiry without sleeping."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def criteo(clock: ManualClock) -> FakeCriteo:
+    """The fake's state: what it saw, and the knobs a test turns. Its clock is ``clock``."""
+    return FakeCriteo(clock=clock)
+
+
+@pytest.fixture
+async def criteo_server(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], criteo: FakeCriteo
+) -> TestServer:
+    return await aiohttp_server(criteo.build_app())
+
+
+@pytest.fixture
+def criteo_url(criteo_server: TestServer) -> str:
+    return str(criteo_server.make_url("")).rstrip("/")
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def make_config(criteo_url: str) -> Callable[..., Config]:
+    """A validated Config aimed at the fake; keyword arguments are YAML sections."""
+
+    def make(**sections: Mapping[str, Any]) -> Config:
+        raw: dict[str, Any] = {
+            "upstream": {"url": criteo_url},
+            "credentials": {"client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET},
+        }
+        return parse_config(deep_merge(raw, sections), environ={})
+
+    return make
+
+
+StartProxy = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def start_proxy(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    make_config: Callable[..., Config],
+) -> StartProxy:
+    """Start the proxy as a real server on loopback; returns a client aimed at it.
+
+    ``await start_proxy(upstream={"response_timeout": 0.5}, clock=clock)``.
+    The test client decompresses bodies; use ``raw_request`` to see bytes.
+    """
+
+    async def start(
+        config: Config | None = None, *, clock: Callable[[], float] | None = None, **sections: Any
+    ) -> TestClient[Any, Any]:
+        app = build_app(config or make_config(**sections), **({"clock": clock} if clock else {}))
+        return await aiohttp_client(app)
+
+    return start
+
+
+@pytest.fixture
+async def proxy(start_proxy: StartProxy) -> TestClient[Any, Any]:
+    return await start_proxy()
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
+    header_lines: list[tuple[str, str]]
+    body: bytes
+
+
+async def raw_request(port: int, data: bytes, *, host: str = "127.0.0.1") -> RawResponse:
+    """Send bytes as they are and read one HTTP/1.1 answer: for what a client library hides."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await read_raw_response(reader)
+    finally:
+        writer.close()
+
+
+async def read_raw_response(reader: asyncio.StreamReader) -> RawResponse:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    header_lines = []
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            header_lines.append((name.strip(), value.strip()))
+    headers = {name.lower(): value for name, value in header_lines}
+    if status in (204, 304) or 100 <= status < 200:
+        body = b""
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+    else:
+        body = await reader.read()
+    return RawResponse(status, headers, header_lines, body)
+
+
+# --- the installed command, as a subprocess --------------------------------------------
+
+
+def cli_command() -> list[str]:
+    """The installed ``criteo-proxy`` script (falls back to ``python -m proxy``)."""
+    script = shutil.which("criteo-proxy", path=os.path.dirname(sys.executable))
+    return [script] if script else [sys.executable, "-m", "proxy"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without our variables or proxies, plus EXTRA."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CRITEO_") and k.lower() not in ("http_proxy", "https_proxy")
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> CliResult:
+    """Run the command to completion without blocking the loop (the fake may be serving)."""
+    process = await asyncio.create_subprocess_exec(
+        *cli_command(),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env) if env is not None else clean_env(),
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout.decode(), stderr.decode())
+
+
+@dataclass
+class CliServer:
+    process: asyncio.subprocess.Process
+    url: str
+    stdout_lines: list[str] = field(default_factory=list)
+    stderr_lines: list[str] = field(default_factory=list)
+    _drains: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, then wait for exit; returns the exit status."""
+        if self.process.returncode is None:
+            self.process.terminate()
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        await asyncio.gather(*self._drains)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.stderr_lines)
+
+    @property
+    def stdout(self) -> str:
+        return "\n".join(self.stdout_lines)
+
+
+@pytest.fixture
+async def start_cli_server() -> AsyncIterator[Callable[..., Awaitable[CliServer]]]:
+    """Start ``criteo-proxy ... --port 0`` and wait until it prints where it serves."""
+    servers: list[CliServer] = []
+
+    async def start(*args: str, env: Mapping[str, str] | None = None) -> CliServer:
+        process = await asyncio.create_subprocess_exec(
+            *cli_command(),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env) if env is not None else clean_env(),
+        )
+        assert process.stdout is not None and process.stderr is not None
+        server = CliServer(process, url="")
+
+        async def drain(stream: asyncio.StreamReader, lines: list[str]) -> None:
+            async for line in stream:
+                lines.append(line.decode().rstrip("\n"))
+
+        server._drains.append(asyncio.create_task(drain(process.stderr, server.stderr_lines)))
+        servers.append(server)
+        async with asyncio.timeout(20):
+            async for raw in process.stdout:
+                line = raw.decode().rstrip("\n")
+                server.stdout_lines.append(line)
+                if "serving on " in line:
+                    server.url = line.split("serving on ", 1)[1].strip()
+                    break
+        if not server.url:
+            await server.stop()
+            raise AssertionError(f"criteo-proxy did not start: {server.stderr}")
+        server._drains.append(asyncio.create_task(drain(process.stdout, server.stdout_lines)))
+        return server
+
+    yield start
+    for server in servers:
+        if server.process.returncode is None:
+            server.process.kill()
+            await server.process.wait()
+        await asyncio.gather(*server._drains, return_exceptions=True)
