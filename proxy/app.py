@@ -10,7 +10,6 @@ import ssl
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -20,7 +19,7 @@ from yarl import URL
 from .config import Config, ConfigError, CredentialsConfig, UpstreamConfig
 from .errors import ProxyError, error_response
 from .forward import REQUEST_ID_HEADER, Forwarder, ForwardSettings
-from .guards import parse_request_target
+from .guards import TARGET, GuardPolicy, add_cors_headers, build_guard_middleware
 from .observability import pick_request_id
 from .tokens import ClientCredentialsGrant, Grant, TokenError, TokenProvider
 
@@ -44,7 +43,9 @@ _AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Cont
 
 
 def build_app(config: Config, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
-    app = web.Application(middlewares=[request_context])
+    guard = build_guard_middleware(GuardPolicy.from_config(config.security))
+    app = web.Application(middlewares=[request_context, guard])
+    app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = config
     app[CLOCK] = clock
     app.cleanup_ctx.append(upstream_context)
@@ -171,8 +172,7 @@ async def defer_expect(request: web.Request) -> None:
 
 
 async def forward_request(request: web.Request) -> web.StreamResponse:
-    path_and_query = parse_request_target(request.raw_path)
-    return await request.app[FORWARDER].handle(request, path_and_query, request[REQUEST_ID])
+    return await request.app[FORWARDER].handle(request, request[TARGET], request[REQUEST_ID])
 
 
 async def health(request: web.Request) -> web.Response:
@@ -200,33 +200,3 @@ async def reserved_not_found(request: web.Request) -> web.Response:
         "not_found",
         f"{request.path} is reserved for the proxy; it serves /_proxy/health and /_proxy/ready",
     )
-
-
-@dataclass(frozen=True, slots=True)
-class RunningServer:
-    runner: web.AppRunner
-    urls: list[str]
-
-
-async def start_server(app: web.Application, config: Config) -> RunningServer:
-    """Listen where the config says; a port in use is a ConfigError, not a traceback."""
-    listen = config.listen
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=listen.shutdown_grace)
-    await runner.setup()
-    site = web.TCPSite(runner, listen.host, listen.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigError(
-            f"listen.port: cannot listen on {listen.host}:{listen.port}: "
-            f"{exc.strerror or exc} (is another criteo-proxy running? pick another --port)"
-        ) from exc
-    return RunningServer(runner, [_format_url(address) for address in runner.addresses])
-
-
-def _format_url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
-    host, port = address[0], address[1]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"

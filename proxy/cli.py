@@ -17,7 +17,7 @@ from typing import NoReturn
 from aiohttp import web
 
 from . import __version__
-from .app import build_app, build_session, build_token_provider, start_server
+from .app import build_app, build_session, build_token_provider
 from .config import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
@@ -28,6 +28,7 @@ from .config import (
 )
 from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from .observability import configure_logging
+from .server import start_server
 from .tokens import Token, TokenError
 
 PROG = "criteo-proxy"

@@ -9,6 +9,8 @@ import time
 import uuid
 from typing import Final
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from .config import LogFormat, LogLevel
 
 _MAX_REQUEST_ID_LENGTH: Final = 128
@@ -47,10 +49,26 @@ class TextFormatter(logging.Formatter):
         return _utc_timestamp(record.created)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """A garbage request is the client's problem: one WARNING line, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            first_line = str(exc.message).strip().splitlines()[0] if exc.message else ""
+            record.msg = "rejected a malformed request: %s %s"
+            record.args = (exc.code, first_line[:200])
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(level: LogLevel, log_format: LogFormat) -> None:
     """Send our logs (and aiohttp's) to stderr: stdout is kept for what the user asked for."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(MalformedRequestFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -1,0 +1,127 @@
+"""Listening: TCP or a Unix socket, the connection limits, the bind warning."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import stat
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from .config import Config, ConfigError
+
+log = logging.getLogger("criteo_proxy.server")
+
+# Request-line and header limits (aiohttp's defaults, stated): larger is a 400 / 431.
+MAX_LINE_BYTES: Final = 8190
+MAX_FIELD_BYTES: Final = 8190
+MAX_HEADERS: Final = 128
+
+
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    runner: web.AppRunner
+    urls: list[str]
+
+
+async def start_server(app: web.Application, config: Config) -> RunningServer:
+    """Listen where the config says; a port in use is a ConfigError, not a traceback."""
+    listen = config.listen
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=listen.shutdown_grace,
+        # aiohttp closes a connection that has not sent a whole request within
+        # keepalive_timeout of opening or of its last answer: our header timeout.
+        keepalive_timeout=listen.header_timeout,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_FIELD_BYTES,
+        max_headers=MAX_HEADERS,
+    )
+    await runner.setup()
+    try:
+        if listen.unix_socket:
+            urls = [await _start_unix_site(runner, listen.unix_socket)]
+        else:
+            urls = await _start_tcp_site(runner, listen.host, listen.port)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    if not listen.unix_socket and not is_loopback(listen.host) and not config.security.api_keys:
+        log.warning(
+            "listening on %s without security.api_keys: anyone who can reach this address can "
+            "spend your Criteo token. Bind 127.0.0.1, publish the port on loopback only "
+            "(docker run -p 127.0.0.1:8080:8080 ...), or set security.api_keys.",
+            listen.host,
+        )
+    return RunningServer(runner, urls)
+
+
+async def _start_tcp_site(runner: web.AppRunner, host: str, port: int) -> list[str]:
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise ConfigError(
+            f"listen.port: cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(is another criteo-proxy running? pick another --port)"
+        ) from exc
+    return [_format_url(address) for address in runner.addresses]
+
+
+async def _start_unix_site(runner: web.AppRunner, path: str) -> str:
+    """Serve on a Unix socket that only its owner can open (mode 0600 from birth)."""
+    remove_stale_socket(path)
+    previous_umask = os.umask(0o177)
+    try:
+        await web.UnixSite(runner, path).start()
+    except OSError as exc:
+        raise ConfigError(
+            f"listen.unix_socket: cannot listen on {path}: {exc.strerror or exc}"
+        ) from exc
+    finally:
+        os.umask(previous_umask)
+    os.chmod(path, 0o600)
+    return f"unix:{path}"
+
+
+def remove_stale_socket(path: str) -> None:
+    """Replace a socket file left by a crashed run; refuse anything else that is there."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"listen.unix_socket: cannot inspect {path}: {exc.strerror}") from exc
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(
+            f"listen.unix_socket: {path} exists and is not a socket; remove it or pick another path"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody answers: a leftover of a crashed run
+        return
+    finally:
+        probe.close()
+    raise ConfigError(f"listen.unix_socket: {path} is in use by a running server")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _format_url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    host, port = address[0], address[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
