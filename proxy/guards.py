@@ -1,28 +1,218 @@
-"""Inbound checks, made before anything is forwarded."""
+"""Inbound checks, made before anything is forwarded.
+
+A process that adds a Criteo token to whatever reaches it is a credential; these
+checks keep it usable only by the local user's own tools. Order: request target,
+Host, browser origin (preflights are answered here), inbound key, method and
+path rules. They apply to every path, ``/_proxy/*`` included, except that
+``/_proxy/health`` needs no inbound key and path rules concern forwarded paths.
+"""
 
 from __future__ import annotations
 
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .errors import ProxyError
+from .config import SecurityConfig, parse_origin
+from .errors import ERROR_HEADER, ProxyError
+
+RESERVED_PREFIX: Final = "/_proxy/"
+HEALTH_PATH: Final = "/_proxy/health"
+PROXY_KEY_HEADER: Final = "X-Proxy-Key"
+READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_SAFE_FETCH_SITES: Final = frozenset({"", "none", "same-origin"})
+_EXPOSED_HEADERS: Final = f"X-Request-Id, {ERROR_HEADER}"
+
+TARGET: Final = web.RequestKey("TARGET", str)  # the path and query to forward
+CORS_ORIGIN: Final = web.RequestKey("CORS_ORIGIN", str)  # an allowed browser origin
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def parse_request_target(raw_target: str) -> str:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardPolicy:
+    """SecurityConfig, compiled once for the hot path."""
+
+    allowed_hosts: frozenset[tuple[str, int | None]]
+    allowed_origins: frozenset[str]
+    read_only: bool
+    allow_paths: tuple[re.Pattern[str], ...]
+    deny_paths: tuple[re.Pattern[str], ...]
+    api_keys: tuple[bytes, ...]
+
+    @classmethod
+    def from_config(cls, security: SecurityConfig) -> GuardPolicy:
+        hosts = {parse_host(entry) for entry in security.allowed_hosts}
+        return cls(
+            allowed_hosts=frozenset(h for h in hosts if h is not None),
+            allowed_origins=frozenset(
+                o for o in map(parse_origin, security.allowed_origins) if o is not None
+            ),
+            read_only=security.read_only,
+            allow_paths=tuple(re.compile(p) for p in security.allow_paths),
+            deny_paths=tuple(re.compile(p) for p in security.deny_paths),
+            api_keys=tuple(key.reveal().encode() for key in security.api_keys),
+        )
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """``Host``-style ``name[:port]`` / ``[v6][:port]`` -> (lower-case host, port or None)."""
+    if not value or any(c in value for c in "/?#@\\ \t"):
+        return None
+    try:
+        url = URL(f"http://{value}")
+        host = url.raw_host
+        port = url.explicit_port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return host.lower(), port
+
+
+def is_host_allowed(policy: GuardPolicy, host_header: str) -> bool:
+    parsed = parse_host(host_header)
+    if parsed is None:
+        return False
+    host, port = parsed
+    return (host, None) in policy.allowed_hosts or (
+        port is not None and parsed in policy.allowed_hosts
+    )
+
+
+def parse_request_target(policy: GuardPolicy, raw_target: str) -> str:
     """The path and query to forward, from the raw request target.
 
     Origin-form (``/2025-10/x?a=1``) is forwarded as is. An absolute-form
-    target (``http://other.host/x``) is refused: the token only ever goes to
-    the configured upstream, never to a host a client names.
+    target is accepted only when it names the proxy itself (an allowed host);
+    the token only ever goes to the configured upstream, never to a host a
+    client names.
     """
     if raw_target.startswith("/"):
         return raw_target
     try:
-        host = URL(raw_target).host
+        url = URL(raw_target, encoded=True)
+        authority = url.raw_authority
     except ValueError:
-        host = None
+        url, authority = None, ""
+    if url is not None and url.scheme in ("http", "https") and is_host_allowed(policy, authority):
+        path = url.raw_path or "/"
+        return f"{path}?{url.raw_query_string}" if url.raw_query_string else path
     raise ProxyError(
         400,
         "absolute_uri_not_allowed",
-        f"absolute request target for {host or 'another host'!s} refused: "
-        "send origin-form requests (GET /2025-10/... with a Host header)",
+        f"the request target names another host ({authority or 'unknown'}); this proxy only "
+        "forwards origin-form requests (GET /2025-10/... with a Host header) to its upstream",
     )
+
+
+def check_browser_origin(policy: GuardPolicy, headers: CIMultiDictProxy[str]) -> str | None:
+    """The allowed origin of a browser request, None for a non-browser one; 403 otherwise."""
+    origin = headers.get("Origin")
+    fetch_site = headers.get("Sec-Fetch-Site", "").strip().lower()
+    if origin is None and fetch_site in _SAFE_FETCH_SITES:
+        return None
+    normalized = parse_origin(origin) if origin else None
+    if normalized is not None and normalized in policy.allowed_origins:
+        return normalized
+    shown = origin if origin is not None else f"Sec-Fetch-Site: {fetch_site}"
+    raise ProxyError(
+        403,
+        "origin_not_allowed",
+        f"cross-site browser request refused ({shown[:200]}); add the page's origin to "
+        "security.allowed_origins to allow it",
+    )
+
+
+def has_valid_proxy_key(policy: GuardPolicy, offered: str | None) -> bool:
+    """Constant-time comparison against every configured key."""
+    candidate = (offered or "").encode()
+    matched = False
+    for key in policy.api_keys:
+        matched |= hmac.compare_digest(candidate, key)
+    return matched
+
+
+def check_method_and_path(policy: GuardPolicy, method: str, path: str, raw_path: str) -> None:
+    if policy.read_only and method not in READ_ONLY_METHODS:
+        raise ProxyError(
+            405,
+            "method_not_allowed",
+            f"{method} refused: security.read_only allows only GET, HEAD and OPTIONS",
+        )
+    if path.startswith(RESERVED_PREFIX):
+        return
+    if policy.allow_paths and not any(p.search(path) for p in policy.allow_paths):
+        raise ProxyError(403, "path_not_allowed", f"{path} matches none of security.allow_paths")
+    for pattern in policy.deny_paths:
+        if pattern.search(path) or pattern.search(raw_path):
+            raise ProxyError(
+                403, "path_not_allowed", f"{path} matches security.deny_paths ({pattern.pattern})"
+            )
+
+
+def is_preflight(request: web.Request) -> bool:
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
+def build_preflight_response(policy: GuardPolicy, request: web.Request) -> web.Response:
+    methods = READ_ONLY_METHODS if policy.read_only else None
+    requested = request.headers.get("Access-Control-Request-Headers", "")
+    allowed_headers = ", ".join(h for h in (requested.strip(), PROXY_KEY_HEADER) if h)
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": ", ".join(sorted(methods))
+            if methods
+            else "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE",
+            "Access-Control-Allow-Headers": allowed_headers,
+            "Access-Control-Max-Age": "600",
+        },
+    )
+
+
+def build_guard_middleware(policy: GuardPolicy) -> Middleware:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[TARGET] = parse_request_target(policy, request.raw_path)
+        host = request.headers.get("Host")
+        if host is not None and not is_host_allowed(policy, host):
+            raise ProxyError(
+                403,
+                "host_not_allowed",
+                f"Host {host[:200]!r} is not in security.allowed_hosts (a DNS-rebinding guard); "
+                "add it there if this name is yours",
+            )
+        origin = check_browser_origin(policy, request.headers)
+        if origin is not None:
+            request[CORS_ORIGIN] = origin
+            if is_preflight(request):
+                return build_preflight_response(policy, request)
+        needs_key = bool(policy.api_keys) and request.path != HEALTH_PATH
+        if needs_key and not has_valid_proxy_key(policy, request.headers.get(PROXY_KEY_HEADER)):
+            raise ProxyError(
+                401,
+                "proxy_key_required",
+                f"send a valid {PROXY_KEY_HEADER} header (one of security.api_keys)",
+            )
+        check_method_and_path(policy, request.method, request.path, request[TARGET].split("?")[0])
+        return await handler(request)
+
+    return guard
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: allowed origins get CORS headers on every answer, errors included."""
+    origin = request.get(CORS_ORIGIN)
+    if origin is None:
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
+    response.headers.add("Vary", "Origin")
