@@ -144,6 +144,7 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         warm_up.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await warm_up
+        await tokens.aclose()
         await session.close()
 
 

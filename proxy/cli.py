@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -49,8 +49,12 @@ _FLAG_KEYS = {
 class _OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, like every other error of ours."""
 
+    def __init__(self, *args: Any, error_status: int = EXIT_CONFIG_ERROR, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._error_status = error_status
+
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_CONFIG_ERROR, f"{PROG}: {message} (see {PROG} --help)\n")
+        self.exit(self._error_status, f"{PROG}: {message} (see {PROG} --help)\n")
 
 
 def _port_number(text: str) -> int:
@@ -100,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check",
         parents=[common],
+        error_status=EXIT_FAILURE,
         help="validate the config and fetch one token; exit 0 if all is well",
     )
     commands.add_parser(
@@ -169,9 +174,15 @@ async def _wait_for_stop_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
+def _configure_one_shot_logging(args: argparse.Namespace, config: Config) -> None:
+    """check and token say what matters themselves; logs only when asked with --log-level."""
+    level = config.logging.level if "log_level" in args else "error"
+    configure_logging(level, config.logging.format)
+
+
 def _check(args: argparse.Namespace) -> int:
     config = _load(args)
-    configure_logging(config.logging.level, config.logging.format)
+    _configure_one_shot_logging(args, config)
     print(f"config:         {config.source or 'none (defaults and environment)'}")
     print(f"upstream:       {config.upstream.url}")
     print(f"token endpoint: {config.upstream.effective_token_url}")
@@ -189,7 +200,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     config = _load(args)
-    configure_logging(config.logging.level, config.logging.format)
+    _configure_one_shot_logging(args, config)
     try:
         token = asyncio.run(_fetch_token(config))
     except TokenError as exc:

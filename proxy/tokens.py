@@ -6,6 +6,7 @@ Knows the client side of aiohttp only; nothing here answers an HTTP request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -162,6 +163,14 @@ class TokenProvider:
             log.warning("could not obtain a token at start (requests will retry): %s", exc.detail)
         else:
             log.info("token ready at start, valid for %.0f s", token.expires_in_seconds)
+
+    async def aclose(self) -> None:
+        """Cancel a fetch in flight, so that closing the session does not fail it noisily."""
+        task = self._inflight
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _forget_inflight(self, task: asyncio.Task[Token | TokenError]) -> None:
         self._inflight = None
