@@ -8,11 +8,11 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, ListenConfig
 
 log = logging.getLogger("criteo_proxy.server")
 
@@ -28,20 +28,27 @@ class RunningServer:
     urls: list[str]
 
 
+def build_server_options(listen: ListenConfig) -> dict[str, Any]:
+    """aiohttp server settings; the tests serve the app with the very same ones."""
+    return {
+        "access_log": None,
+        "shutdown_timeout": listen.shutdown_grace,
+        # aiohttp closes a connection that has not sent a whole request within
+        # keepalive_timeout of opening or of its last answer: our header timeout.
+        "keepalive_timeout": listen.header_timeout,
+        "max_line_size": MAX_LINE_BYTES,
+        "max_field_size": MAX_FIELD_BYTES,
+        "max_headers": MAX_HEADERS,
+        # A client that leaves must not cancel a handler mid-write; the handler
+        # notices the broken connection itself and closes the upstream leg.
+        "handler_cancellation": False,
+    }
+
+
 async def start_server(app: web.Application, config: Config) -> RunningServer:
     """Listen where the config says; a port in use is a ConfigError, not a traceback."""
     listen = config.listen
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=listen.shutdown_grace,
-        # aiohttp closes a connection that has not sent a whole request within
-        # keepalive_timeout of opening or of its last answer: our header timeout.
-        keepalive_timeout=listen.header_timeout,
-        max_line_size=MAX_LINE_BYTES,
-        max_field_size=MAX_FIELD_BYTES,
-        max_headers=MAX_HEADERS,
-    )
+    runner = web.AppRunner(app, **build_server_options(listen))
     await runner.setup()
     try:
         if listen.unix_socket:

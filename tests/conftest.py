@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import build_app
 from proxy.config import Config, parse_config
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.server import build_server_options
 
 
 class ManualClock:
@@ -81,6 +83,21 @@ def make_config(criteo_url: str) -> Callable[..., Config]:
     return make
 
 
+class ProductionTestServer(TestServer):
+    """A TestServer that serves with the proxy's own server options.
+
+    aiohttp's TestServer forces handler_cancellation=True; production runs
+    without it, and the proxy's handling of clients that leave depends on that.
+    """
+
+    def __init__(self, app: web.Application, options: dict[str, Any]) -> None:
+        super().__init__(app, host="127.0.0.1")
+        self._options = options
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return web.AppRunner(self.app, **{**kwargs, **self._options})
+
+
 StartProxy = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
@@ -98,8 +115,9 @@ def start_proxy(
     async def start(
         config: Config | None = None, *, clock: Callable[[], float] | None = None, **sections: Any
     ) -> TestClient[Any, Any]:
-        app = build_app(config or make_config(**sections), **({"clock": clock} if clock else {}))
-        return await aiohttp_client(app)
+        config = config or make_config(**sections)
+        app = build_app(config, **({"clock": clock} if clock else {}))
+        return await aiohttp_client(ProductionTestServer(app, build_server_options(config.listen)))
 
     return start
 
@@ -239,7 +257,8 @@ async def start_cli_server() -> AsyncIterator[Callable[..., Awaitable[CliServer]
             stderr=asyncio.subprocess.PIPE,
             env=dict(env) if env is not None else clean_env(),
         )
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         server = CliServer(process, url="")
 
         async def drain(stream: asyncio.StreamReader, lines: list[str]) -> None:
