@@ -1,0 +1,451 @@
+"""Safety guards (DESIGN section 4), through a real proxy in front of the fake Criteo.
+
+Each test sends the attack over a real socket and asserts both the refusal the
+client got and that nothing reached the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from proxy.config import parse_config
+from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.forward import HOP_BY_HOP, build_upstream_headers, build_upstream_url
+from proxy.guards import GuardPolicy, is_host_allowed, parse_host, parse_request_target
+from tests.conftest import StartProxy, raw_request
+
+
+def policy(**security: Any) -> GuardPolicy:
+    raw = {"security": security, "credentials": {"client_id": "a", "client_secret": "b"}}
+    return GuardPolicy.from_config(parse_config(raw, environ={}).security)
+
+
+def assert_proxy_error(body: dict[str, Any], code: str) -> None:
+    (error,) = body["errors"]
+    assert error["type"] == "proxy"
+    assert error["code"] == code
+
+
+# --- Host allow-list (DNS rebinding) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "localhost.evil.example"])
+async def test_foreign_host_header_is_refused_before_anything_is_forwarded(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, host: str
+) -> None:
+    resp = await proxy.get("/2025-10/advertisers/me", headers={"Host": host})
+    assert resp.status == 403
+    assert resp.headers["X-Criteo-Proxy-Error"] == "host_not_allowed"
+    assert_proxy_error(await resp.json(), "host_not_allowed")
+    assert criteo.requests == []
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8080", "127.0.0.1:1", "[::1]:8080"])
+async def test_default_loopback_host_names_are_allowed_on_any_port(
+    proxy: TestClient[Any, Any], host: str
+) -> None:
+    resp = await proxy.get("/2025-10/advertisers/me", headers={"Host": host})
+    assert resp.status == 200
+
+
+async def test_reserved_paths_are_guarded_too(proxy: TestClient[Any, Any]) -> None:
+    resp = await proxy.get("/_proxy/ready", headers={"Host": "evil.example"})
+    assert resp.status == 403
+    assert resp.headers["X-Criteo-Proxy-Error"] == "host_not_allowed"
+
+
+def test_host_entries_with_a_port_allow_only_that_port() -> None:
+    rules = policy(allowed_hosts=["criteo-proxy:8080", "localhost"])
+    assert is_host_allowed(rules, "criteo-proxy:8080")
+    assert not is_host_allowed(rules, "criteo-proxy:9090")
+    assert not is_host_allowed(rules, "criteo-proxy")
+    assert is_host_allowed(rules, "localhost:1234")
+
+
+# --- absolute-form targets (open proxy) ---------------------------------------------------
+
+
+async def test_absolute_target_for_another_host_never_reaches_it(
+    start_proxy: StartProxy, criteo: FakeCriteo, aiohttp_server: Any
+) -> None:
+    """A second local server stands for "another host": it must receive nothing."""
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.Response(text="should never be reached")
+
+    other = web.Application()
+    other.router.add_route("*", "/{tail:.*}", record)
+    other_server: TestServer = await aiohttp_server(other)
+    proxy = await start_proxy()
+    target = f"http://127.0.0.2:{other_server.port}/steal"
+    resp = await raw_request(
+        proxy.port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.2\r\n\r\n".encode()
+    )
+    assert resp.status == 400
+    assert resp.headers["x-criteo-proxy-error"] == "absolute_uri_not_allowed"
+    assert seen == []
+    assert criteo.requests == []
+
+
+async def test_absolute_target_naming_the_proxy_itself_is_forwarded_as_a_path(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    resp = await raw_request(
+        proxy.port,
+        f"GET http://localhost:{proxy.port}/2025-10/echo/a?x=%2F HTTP/1.1\r\n"
+        f"Host: localhost:{proxy.port}\r\n\r\n".encode(),
+    )
+    assert resp.status == 200
+    assert criteo.last_request.raw_path == "/2025-10/echo/a?x=%2F"
+
+
+# --- browser requests -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://localhost:3000"},  # another local port is another origin
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
+async def test_cross_site_browser_requests_are_refused(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, headers: dict[str, str]
+) -> None:
+    resp = await proxy.get("/2025-10/advertisers/me", headers=headers)
+    assert resp.status == 403
+    assert resp.headers["X-Criteo-Proxy-Error"] == "origin_not_allowed"
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    assert criteo.requests == []
+
+
+@pytest.mark.parametrize("fetch_site", ["none", "same-origin"])
+async def test_non_cross_site_fetch_metadata_is_fine(
+    proxy: TestClient[Any, Any], fetch_site: str
+) -> None:
+    resp = await proxy.get("/2025-10/advertisers/me", headers={"Sec-Fetch-Site": fetch_site})
+    assert resp.status == 200
+
+
+async def test_allowed_origin_gets_cors_headers_on_answers_and_errors(
+    start_proxy: StartProxy,
+) -> None:
+    proxy = await start_proxy(
+        security={"allowed_origins": ["http://LOCALHOST:3000"], "read_only": True}
+    )
+    origin = {"Origin": "http://localhost:3000", "Sec-Fetch-Site": "same-site"}
+    ok = await proxy.get("/2025-10/advertisers/me", headers=origin)
+    assert ok.status == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "X-Request-Id" in ok.headers["Access-Control-Expose-Headers"]
+    refused = await proxy.post("/2025-10/echo/x", headers=origin)
+    assert refused.status == 405
+    assert refused.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "X-Criteo-Proxy-Error" in refused.headers["Access-Control-Expose-Headers"]
+
+
+async def test_preflight_of_an_allowed_origin_is_answered_by_the_proxy_without_a_key(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    proxy = await start_proxy(
+        security={"allowed_origins": ["http://localhost:3000"], "api_keys": ["k1"]}
+    )
+    resp = await proxy.options(
+        "/2025-10/advertisers/me",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert resp.status == 204
+    assert resp.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "X-Proxy-Key" in resp.headers["Access-Control-Allow-Headers"]
+    assert "GET" in resp.headers["Access-Control-Allow-Methods"]
+    assert criteo.requests == []
+
+
+# --- read-only and path rules -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+async def test_read_only_refuses_methods_that_change_things(
+    start_proxy: StartProxy, criteo: FakeCriteo, method: str
+) -> None:
+    proxy = await start_proxy(security={"read_only": True})
+    resp = await proxy.request(method, "/2025-10/echo/x", data=b"{}")
+    assert resp.status == 405
+    assert resp.headers["X-Criteo-Proxy-Error"] == "method_not_allowed"
+    assert criteo.requests == []
+    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+
+
+async def test_allow_and_deny_paths_narrow_what_is_forwarded(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    proxy = await start_proxy(
+        security={"allow_paths": ["^/2025-10/"], "deny_paths": ["/echo/secret"]}
+    )
+    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    outside = await proxy.get("/2024-04/advertisers/me")
+    assert outside.status == 403
+    assert outside.headers["X-Criteo-Proxy-Error"] == "path_not_allowed"
+    denied = await proxy.get("/2025-10/echo/secret")
+    assert denied.status == 403
+    # percent-encoding does not smuggle a denied path past the rule
+    sneaky = await raw_request(
+        proxy.port, b"GET /2025-10/echo/%73ecret HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    assert sneaky.status == 403
+    assert [r.raw_path for r in criteo.requests] == ["/2025-10/advertisers/me"]
+    assert (await proxy.get("/_proxy/health")).status == 200
+
+
+async def test_oauth_paths_never_carry_the_proxys_token(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    resp = await proxy.get("/oauth2/anything")
+    assert resp.status == 401  # the fake demands a token; the proxy added none
+    assert criteo.requests == []
+
+
+# --- inbound keys -----------------------------------------------------------------------
+
+
+async def test_api_keys_are_required_and_never_forwarded(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    proxy = await start_proxy(security={"api_keys": ["key-one", "key-two"]})
+    missing = await proxy.get("/2025-10/advertisers/me")
+    assert missing.status == 401
+    assert missing.headers["X-Criteo-Proxy-Error"] == "proxy_key_required"
+    wrong = await proxy.get("/2025-10/advertisers/me", headers={"X-Proxy-Key": "key-on"})
+    assert wrong.status == 401
+    assert criteo.requests == []
+    ok = await proxy.get("/2025-10/advertisers/me", headers={"X-Proxy-Key": "key-two"})
+    assert ok.status == 200
+    assert "X-Proxy-Key" not in criteo.last_request.headers
+    assert (await proxy.get("/_proxy/health")).status == 200
+    assert (await proxy.get("/_proxy/ready")).status == 401
+    body = await missing.text()
+    assert "key-one" not in body
+    assert "key-two" not in body
+
+
+# --- Unix socket ------------------------------------------------------------------------
+
+
+def short_socket_path(tmp_path: Path) -> str:
+    # AF_UNIX paths are limited to ~107 bytes; pytest's tmp_path can be longer.
+    return str(Path(os.environ.get("TMPDIR", "/tmp")) / f"cp-{os.getpid()}-{id(tmp_path)}.sock")
+
+
+async def test_unix_socket_is_owner_only_and_serves(
+    start_cli_server: Any, criteo_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import clean_env
+
+    path = short_socket_path(tmp_path)
+    # a stale socket file from a crashed run is replaced
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"listen:\n  unix_socket: {path}\nupstream:\n  url: {criteo_url}\n")
+    env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
+    server = await start_cli_server("--config", str(config), env=env)
+    try:
+        assert server.url == f"unix:{path}"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        connector = aiohttp.UnixConnector(path=path)
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.get("http://localhost/2025-10/advertisers/me") as resp,
+        ):
+            assert resp.status == 200
+    finally:
+        assert await server.stop() == 0
+        Path(path).unlink(missing_ok=True)
+
+
+async def test_unix_socket_path_that_is_a_regular_file_is_an_error(
+    criteo_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import clean_env, run_cli
+
+    path = short_socket_path(tmp_path)
+    Path(path).write_text("not a socket")
+    try:
+        config = tmp_path / "c.yaml"
+        config.write_text(f"listen:\n  unix_socket: {path}\nupstream:\n  url: {criteo_url}\n")
+        env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
+        result = await run_cli("--config", str(config), env=env)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"criteo-proxy: listen.unix_socket: {path} exists and is not a socket; "
+            "remove it or pick another path"
+        ]
+        assert Path(path).read_text() == "not a socket"  # nothing lost
+    finally:
+        os.unlink(path)
+
+
+# --- hostile input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: localhost\r\nX-Bad: a\rb\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /x HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n",
+    ],
+    ids=["garbage", "bare-cr", "long-header", "long-line", "too-many-headers"],
+)
+async def test_malformed_requests_get_a_4xx_and_the_server_keeps_serving(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, request_bytes: bytes
+) -> None:
+    resp = await raw_request(proxy.port, request_bytes)
+    assert 400 <= resp.status < 500
+    assert criteo.requests == []
+    assert (await proxy.get("/_proxy/health")).status == 200
+
+
+async def test_a_client_that_sends_headers_slowly_is_cut_off(start_proxy: StartProxy) -> None:
+    proxy = await start_proxy(listen={"header_timeout": 0.3})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"GET /_proxy/health HTTP/1.1\r\nHost: local")
+        await writer.drain()
+        # the proxy closes the connection: read returns EOF well before this bound
+        data = await asyncio.wait_for(reader.read(), timeout=5)
+        assert b"200" not in data
+    finally:
+        writer.close()
+
+
+async def test_client_leaving_mid_download_cancels_the_upstream_transfer(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    upstream_gone = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(b"x" * 65536)
+        except (ConnectionError, asyncio.CancelledError):
+            # the test server cancels a handler whose client left (handler_cancellation)
+            upstream_gone.set()
+            raise
+
+    criteo.handlers["/2025-10/endless"] = endless
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"GET /2025-10/endless HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await writer.drain()
+    await reader.readexactly(100_000)
+    writer.close()
+    await asyncio.wait_for(upstream_gone.wait(), timeout=10)
+
+
+async def test_client_leaving_mid_upload_cancels_the_upstream_request(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    upstream_saw_break = asyncio.Event()
+
+    async def slurp(request: web.Request) -> web.Response:
+        try:
+            await request.read()
+        except (ConnectionError, asyncio.CancelledError, aiohttp.ClientPayloadError):
+            upstream_saw_break.set()
+            raise
+        return web.Response(text="complete?")
+
+    criteo.handlers["/2025-10/upload"] = slurp
+    _, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(
+        b"POST /2025-10/upload HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Length: 50000000\r\n\r\n" + b"y" * 20_000_000
+    )
+    await writer.drain()
+    writer.close()
+    await asyncio.wait_for(upstream_saw_break.wait(), timeout=10)
+    assert (await proxy.get("/_proxy/health")).status == 200
+
+
+# --- pure builders, with hypothesis -------------------------------------------------------
+
+_token_chars = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+_path = st.text(alphabet=_token_chars, max_size=60).map(lambda s: "/" + s.replace("#", ""))
+
+
+@given(path=_path)
+def test_origin_form_targets_are_forwarded_unchanged_to_the_upstream_host(path: str) -> None:
+    rules = policy()
+    forwarded = parse_request_target(rules, path)
+    assert forwarded == path
+    url = build_upstream_url("https://api.criteo.com", forwarded)
+    assert url.host == "api.criteo.com"
+    assert url.raw_path_qs == path or url.raw_path_qs == path.rstrip("?")
+
+
+@given(host=st.from_regex(r"[a-z0-9.-]{1,30}", fullmatch=True), rest=_path)
+def test_absolute_targets_for_foreign_hosts_are_always_refused(host: str, rest: str) -> None:
+    from proxy.errors import ProxyError
+
+    rules = policy()
+    if parse_host(host) in {("localhost", None), ("127.0.0.1", None)}:
+        return
+    with pytest.raises(ProxyError) as caught:
+        parse_request_target(rules, f"http://{host}{rest}")
+    assert caught.value.code == "absolute_uri_not_allowed"
+
+
+_header_name = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True)
+_header_value = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+
+
+@given(headers=st.lists(st.tuples(_header_name, _header_value), max_size=15))
+def test_upstream_headers_never_carry_hop_by_hop_or_client_auth(
+    headers: list[tuple[str, str]],
+) -> None:
+    incoming = CIMultiDict(headers)
+    built = build_upstream_headers(incoming, token="T", request_id="rid")
+    listed = {n.strip().lower() for v in incoming.getall("Connection", ()) for n in v.split(",")}
+    for name in built:
+        assert name.lower() not in HOP_BY_HOP
+        assert name.lower() not in listed or name.lower() in ("authorization", "x-request-id")
+        assert name.lower() not in ("host", "x-proxy-key", "expect")
+    assert built.getall("Authorization") == ["Bearer T"]
+    kept = [
+        (k, v)
+        for k, v in headers
+        if k.lower()
+        not in HOP_BY_HOP
+        | listed
+        | {"host", "authorization", "expect", "x-proxy-key", "x-request-id", "http2-settings"}
+    ]
+    assert [
+        (k, v) for k, v in built.items() if k.lower() not in ("authorization", "x-request-id")
+    ] == kept
