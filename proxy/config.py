@@ -173,7 +173,9 @@ def load_config(
     raw = _read_yaml(path) if path else {}
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
-        section_raw = raw.setdefault(section, {})
+        section_raw = raw.get(section)
+        if section_raw is None:  # absent, or present with every key commented out
+            section_raw = raw[section] = {}
         if not isinstance(section_raw, dict):
             raise ConfigError(f"{section}: expected a mapping, got {_type_name(section_raw)}")
         section_raw[key] = value
@@ -437,14 +439,12 @@ def _validate_http_url(key: str, value: str) -> None:
 def _validate_ca_file(path: str) -> None:
     try:
         ssl.create_default_context(cafile=path)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"upstream.ca_file: cannot read {path}: {exc.strerror}") from exc
-    except OSError as exc:
-        raise ConfigError(f"upstream.ca_file: cannot read {path}: {exc.strerror or exc}") from exc
-    except ssl.SSLError as exc:
+    except ssl.SSLError as exc:  # before OSError: SSLError is one
         raise ConfigError(
             f"upstream.ca_file: {path} holds no PEM certificate ({exc.reason})"
         ) from exc
+    except OSError as exc:
+        raise ConfigError(f"upstream.ca_file: cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _require_positive(key: str, value: float, *, allow_zero: bool = False) -> None:

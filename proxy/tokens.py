@@ -26,6 +26,7 @@ log = logging.getLogger("criteo_proxy.tokens")
 
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 _MAX_TOKEN_ANSWER_BYTES: Final = 64 * 1024
+_MAX_EXPIRES_IN_SECONDS: Final = 366 * 24 * 3600  # rejects inf and absurd lifetimes
 _BACKOFF_FIRST_SECONDS: Final = 1.0
 _BACKOFF_MAX_SECONDS: Final = 30.0
 
@@ -204,7 +205,7 @@ class TokenProvider:
                     proxy=self._http_proxy,
                     allow_redirects=False,
                 ) as response:
-                    body = await response.content.read(_MAX_TOKEN_ANSWER_BYTES)
+                    body = await read_bounded(response.content, _MAX_TOKEN_ANSWER_BYTES)
                     status = response.status
         except TimeoutError as exc:
             raise self._error(
@@ -244,7 +245,7 @@ class TokenProvider:
             raise self._malformed("no access_token in the answer")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             raise self._malformed("no numeric expires_in in the answer")
-        if expires_in <= 0:
+        if not 0 < expires_in < _MAX_EXPIRES_IN_SECONDS:
             raise self._malformed(f"expires_in is {expires_in}")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise self._malformed("token_type is not Bearer")
@@ -272,6 +273,19 @@ class TokenProvider:
             if secret:
                 detail = detail.replace(secret, "***")
         return TokenError(status, code, detail)
+
+
+async def read_bounded(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:
+    """The whole body, however it is split on the wire, but never more than LIMIT_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit_bytes:
+        chunk = await content.read(limit_bytes - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _renew_at(_key: str, token: Token, _now: float) -> float:
