@@ -9,18 +9,27 @@ import logging
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from .config import Config, ConfigError, CredentialsConfig, UpstreamConfig
 from .errors import ProxyError, error_response
-from .forward import REQUEST_ID_HEADER, Forwarder, ForwardSettings
+from .forward import (
+    BYTES_IN,
+    BYTES_OUT,
+    REQUEST_ID_HEADER,
+    RETRIED,
+    UPSTREAM_SECONDS,
+    Forwarder,
+    ForwardSettings,
+)
 from .guards import TARGET, GuardPolicy, add_cors_headers, build_guard_middleware
-from .observability import pick_request_id
+from .observability import METRICS_CONTENT_TYPE, Metrics, log_access, pick_request_id
 from .tokens import ClientCredentialsGrant, Grant, TokenError, TokenProvider
 
 log = logging.getLogger("criteo_proxy.app")
@@ -31,6 +40,7 @@ CLOCK: Final[web.AppKey[Clock]] = web.AppKey("CLOCK")
 SESSION: Final = web.AppKey("SESSION", aiohttp.ClientSession)
 TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
 FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
+METRICS: Final = web.AppKey("METRICS", Metrics)
 REQUEST_ID: Final = web.RequestKey("REQUEST_ID", str)
 
 
@@ -43,14 +53,18 @@ _AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Cont
 
 
 def build_app(config: Config, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
+    metrics = Metrics()
     guard = build_guard_middleware(GuardPolicy.from_config(config.security))
-    app = web.Application(middlewares=[request_context, guard])
+    context = build_request_context(metrics, access_log_enabled=config.logging.access_log)
+    app = web.Application(middlewares=[context, guard])
     app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = config
     app[CLOCK] = clock
+    app[METRICS] = metrics
     app.cleanup_ctx.append(upstream_context)
     app.router.add_get("/_proxy/health", health)
     app.router.add_get("/_proxy/ready", ready)
+    app.router.add_get("/_proxy/metrics", metrics_endpoint)
     app.router.add_route("*", "/_proxy/{tail:.*}", reserved_not_found)
     app.router.add_route("*", "/{tail:.*}", forward_request, expect_handler=defer_expect)
     return app
@@ -104,7 +118,11 @@ def env_proxy_for(url: str) -> str | None:
 
 
 def build_token_provider(
-    config: Config, session: aiohttp.ClientSession, *, clock: Callable[[], float] = time.monotonic
+    config: Config,
+    session: aiohttp.ClientSession,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    on_fetch: Callable[[bool], None] | None = None,
 ) -> TokenProvider:
     token_url = config.upstream.effective_token_url
     return TokenProvider(
@@ -115,6 +133,7 @@ def build_token_provider(
         timeout_seconds=config.upstream.response_timeout,
         http_proxy=env_proxy_for(token_url),
         clock=clock,
+        on_fetch=on_fetch,
     )
 
 
@@ -122,7 +141,9 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     session = build_session(config.upstream)
     try:
-        tokens = build_token_provider(config, session, clock=app[CLOCK])
+        tokens = build_token_provider(
+            config, session, clock=app[CLOCK], on_fetch=app[METRICS].count_token_fetch
+        )
     except ConfigError:
         await session.close()
         raise
@@ -135,7 +156,7 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[SESSION] = session
     app[TOKENS] = tokens
-    app[FORWARDER] = Forwarder(session, tokens, settings)
+    app[FORWARDER] = Forwarder(session, tokens, settings, app[METRICS])
     # The server starts even when the token endpoint is down; the warm-up only logs.
     warm_up = asyncio.create_task(tokens.warm_up())
     try:
@@ -148,21 +169,43 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         await session.close()
 
 
-@web.middleware
-async def request_context(
-    request: web.Request,
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> web.StreamResponse:
-    request_id = pick_request_id(request.headers.get(REQUEST_ID_HEADER))
-    request[REQUEST_ID] = request_id
-    try:
-        response = await handler(request)
-    except ProxyError as exc:
-        log.warning("request %s: %s %s", request_id, exc.code, exc.detail)
-        response = error_response(exc, request_id)
-    if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    return response
+def build_request_context(metrics: Metrics, *, access_log_enabled: bool) -> Middleware:
+    """The outermost middleware: request id, the error envelope, metrics, the access line."""
+
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = pick_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request[REQUEST_ID] = request_id
+        metrics.in_flight.inc()
+        try:
+            response = await handler(request)
+        except ProxyError as exc:
+            log.warning("request %s: %s %s", request_id, exc.code, exc.detail)
+            response = error_response(exc, request_id)
+        finally:
+            metrics.in_flight.dec()
+        if response.prepared:  # streamed: the whole answer has been written
+            bytes_out = request.get(BYTES_OUT, 0)
+        else:
+            response.headers[REQUEST_ID_HEADER] = request_id
+            body = response.body if isinstance(response, web.Response) else None
+            bytes_out = len(body) if isinstance(body, bytes) else 0
+        metrics.count_request(request.method, response.status, request.get(BYTES_IN, 0), bytes_out)
+        if access_log_enabled:
+            log_access(
+                method=request.method,
+                path_and_query=request.raw_path,
+                status=response.status,
+                bytes_out=bytes_out,
+                duration_seconds=time.perf_counter() - started,
+                upstream_seconds=request.get(UPSTREAM_SECONDS),
+                retried=request.get(RETRIED, False),
+                request_id=request_id,
+            )
+        return response
+
+    return request_context
 
 
 async def defer_expect(request: web.Request) -> None:
@@ -181,17 +224,36 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
+    """200 when a token is cached or can be fetched now; never shows the token itself."""
+    tokens = request.app[TOKENS]
     try:
-        token = await request.app[TOKENS].get_token()
+        token = await tokens.get_token()
     except TokenError as exc:
         return web.json_response(
-            {"status": "not_ready", "code": exc.code, "reason": exc.detail},
+            {
+                "status": "not_ready",
+                "code": exc.code,
+                "reason": exc.detail,
+                "backoff_seconds": round(tokens.backoff_remaining_seconds(), 1),
+            },
             status=503,
             dumps=compact_json,
         )
     remaining = token.expires_at - request.app[CLOCK]()
+    last_error = tokens.last_error
     return web.json_response(
-        {"status": "ready", "token_expires_in_seconds": round(remaining)}, dumps=compact_json
+        {
+            "status": "ready",
+            "token_expires_in_seconds": round(remaining),
+            "last_error": None if last_error is None else last_error.detail,
+        },
+        dumps=compact_json,
+    )
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[METRICS].render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
     )
 
 

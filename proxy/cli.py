@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -30,6 +31,8 @@ from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from .observability import configure_logging
 from .server import start_server
 from .tokens import Token, TokenError
+
+log = logging.getLogger("criteo_proxy.cli")
 
 PROG = "criteo-proxy"
 EXIT_FAILURE = 1
@@ -163,15 +166,20 @@ async def _serve(config: Config, *, banner: Callable[[list[str]], None] | None =
 
 
 async def _wait_for_stop_signal() -> None:
+    """Return on the first SIGTERM / SIGINT; a second one exits at once."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            print(f"{PROG}: second signal, exiting now", file=sys.stderr, flush=True)
+            os._exit(EXIT_FAILURE)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, on_signal)
+    await stop.wait()
+    log.info("stopping: in-flight requests may finish (listen.shutdown_grace)")
 
 
 def _configure_one_shot_logging(args: argparse.Namespace, config: Config) -> None:

@@ -75,6 +75,11 @@ class FakeCriteo:
     token_failure_status: int | None = None
     token_gate: Callable[[], Awaitable[None]] | None = None
     handlers: dict[str, Handler] = field(default_factory=dict)
+    # API versions Criteo is retiring (version -> Sunset date) and those it has retired (410).
+    deprecated_versions: dict[str, str] = field(
+        default_factory=lambda: {"2024-07": "Thu, 31 Jul 2025 00:00:00 GMT"}
+    )
+    retired_versions: set[str] = field(default_factory=lambda: {"2023-01"})
 
     requests: list[SeenRequest] = field(default_factory=list)
     token_requests: list[SeenTokenRequest] = field(default_factory=list)
@@ -159,10 +164,27 @@ class FakeCriteo:
                 "authorization-token-expired",
                 "The authorization token has expired",
             )
+        version = request.path.strip("/").split("/", 1)[0]
+        if version in self.retired_versions:
+            self.requests.append(_seen(request, b"", token))
+            return _criteo_error(
+                410,
+                "deprecation",
+                "version-decommissioned",
+                f"API version {version} has been decommissioned",
+            )
         handler = self.handlers.get(request.path)
         if handler is not None:
             self.requests.append(_seen(request, b"", token))
-            return await handler(request)
+            response = await handler(request)
+        else:
+            response = await self._builtin(request, token)
+        if version in self.deprecated_versions and not response.prepared:
+            response.headers["Deprecation"] = "true"
+            response.headers["Sunset"] = self.deprecated_versions[version]
+        return response
+
+    async def _builtin(self, request: web.Request, token: str) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(_seen(request, body, token))
         segments = request.path.strip("/").split("/")

@@ -6,7 +6,9 @@ Knows nothing of YAML: it is handed a ``ForwardSettings`` built from the config.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import ProxyError
+from .observability import Metrics
 from .tokens import Token, TokenProvider, describe
 
 log = logging.getLogger("criteo_proxy.forward")
@@ -42,6 +45,10 @@ _REQUEST_ONLY: Final = frozenset(
 REQUEST_ID_HEADER: Final = "X-Request-Id"
 STREAM_CHUNK_BYTES: Final = 256 * 1024
 RETRIED: Final = web.RequestKey("RETRIED", bool)  # the request was replayed after a 401
+UPSTREAM_SECONDS: Final = web.RequestKey("UPSTREAM_SECONDS", float)  # until response headers
+BYTES_IN: Final = web.RequestKey("BYTES_IN", int)
+BYTES_OUT: Final = web.RequestKey("BYTES_OUT", int)
+_MAX_PEEKED_ERROR_BYTES: Final = 64 * 1024
 _OAUTH_PREFIX: Final = "/oauth2/"
 
 
@@ -120,6 +127,7 @@ class RequestBody:
         self._max_body_bytes = max_body_bytes
         self.too_large = False
         self._consumed = False
+        self.size = sum(len(chunk) for chunk in prefix)  # bytes received from the client so far
 
     @classmethod
     async def read(
@@ -159,16 +167,14 @@ class RequestBody:
         return self._stream()
 
     async def _stream(self) -> AsyncIterator[bytes]:
-        size = 0
         for chunk in self._prefix:
-            size += len(chunk)
             yield chunk
         self._prefix = []
         if self._content is None:
             return
         async for chunk in self._content.iter_chunked(STREAM_CHUNK_BYTES):
-            size += len(chunk)
-            if self._max_body_bytes is not None and size > self._max_body_bytes:
+            self.size += len(chunk)
+            if self._max_body_bytes is not None and self.size > self._max_body_bytes:
                 self.too_large = True
                 raise _body_too_large(self._max_body_bytes)
             yield chunk
@@ -207,11 +213,17 @@ def upstream_errors(url: URL, timeout_seconds: float) -> Iterator[None]:
 
 class Forwarder:
     def __init__(
-        self, session: aiohttp.ClientSession, tokens: TokenProvider, settings: ForwardSettings
+        self,
+        session: aiohttp.ClientSession,
+        tokens: TokenProvider,
+        settings: ForwardSettings,
+        metrics: Metrics,
     ) -> None:
         self._session = session
         self._tokens = tokens
         self._settings = settings
+        self._metrics = metrics
+        self._deprecated_versions_seen: set[str] = set()
 
     async def handle(
         self, request: web.Request, path_and_query: str, request_id: str
@@ -225,7 +237,7 @@ class Forwarder:
         )
         if is_oauth_path(path_and_query):
             upstream = await self._send(request, url, body, None, request_id)
-            return await self._stream_back(request, upstream, request_id)
+            return await self._stream_back(request, upstream, path_and_query, request_id)
 
         token = await self._tokens.get_token()
         upstream = await self._send(request, url, body, token, request_id)
@@ -235,6 +247,7 @@ class Forwarder:
                 self._tokens.invalidate(token)
                 token = await self._tokens.get_token()
                 request[RETRIED] = True
+                self._metrics.retries.inc()
                 log.info(
                     "request %s: Criteo answered 401, retrying once with a new token", request_id
                 )
@@ -246,7 +259,7 @@ class Forwarder:
                     request_id,
                     settings.retry_body_limit_bytes,
                 )
-        return await self._stream_back(request, upstream, request_id)
+        return await self._stream_back(request, upstream, path_and_query, request_id)
 
     async def _send(
         self,
@@ -262,10 +275,11 @@ class Forwarder:
             request_id=request_id,
         )
         timeout_seconds = self._settings.response_timeout_seconds
+        started = time.perf_counter()
         try:
             with upstream_errors(url, timeout_seconds):
                 async with asyncio.timeout(timeout_seconds):
-                    return await self._session.request(
+                    response = await self._session.request(
                         request.method,
                         url,
                         headers=headers,
@@ -277,28 +291,45 @@ class Forwarder:
             if body.too_large:
                 raise _body_too_large(self._settings.max_body_bytes or 0) from None
             raise
+        finally:
+            request[BYTES_IN] = body.size
+        elapsed = time.perf_counter() - started
+        self._metrics.upstream_latency.observe(elapsed)
+        request[UPSTREAM_SECONDS] = request.get(UPSTREAM_SECONDS, 0.0) + elapsed
+        return response
 
     async def _stream_back(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, request_id: str
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        path_and_query: str,
+        request_id: str,
     ) -> web.StreamResponse:
         try:
+            self._note_deprecation(upstream.headers, path_and_query)
+            error_body = await self._read_error_body(upstream, request_id)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             response.headers.extend(
                 build_downstream_headers(upstream.headers, request_id=request_id)
             )
             await response.prepare(request)
+            sent = 0
+            chunk = error_body
             while True:
-                try:
-                    chunk = await upstream.content.read(STREAM_CHUNK_BYTES)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    # The status line is gone: the only honest signal left is a broken transfer.
-                    log.warning(
-                        "request %s: upstream failed mid-body (%s); aborting the client connection",
-                        request_id,
-                        describe(exc),
-                    )
-                    abort_client(request)
-                    return response
+                if chunk is None:
+                    try:
+                        chunk = await upstream.content.read(STREAM_CHUNK_BYTES)
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        # The status line is gone: the only honest signal left is a broken
+                        # transfer, never a clean short body.
+                        log.warning(
+                            "request %s: upstream failed mid-body (%s); aborting the client "
+                            "connection",
+                            request_id,
+                            describe(exc),
+                        )
+                        abort_client(request)
+                        return response
                 if not chunk:
                     break
                 try:
@@ -306,10 +337,74 @@ class Forwarder:
                 except ConnectionError:
                     log.info("request %s: client went away mid-download", request_id)
                     return response
+                finally:
+                    sent += len(chunk)
+                    request[BYTES_OUT] = sent
+                chunk = None if error_body is None else b""
             await response.write_eof()
             return response
         finally:
             upstream.release()
+
+    async def _read_error_body(
+        self, upstream: aiohttp.ClientResponse, request_id: str
+    ) -> bytes | None:
+        """A small JSON error body, read whole so that Criteo's trace id can be logged."""
+        length = upstream.content_length
+        if upstream.status < 400 or length is None or length > _MAX_PEEKED_ERROR_BYTES:
+            return None
+        if "json" not in upstream.headers.get("Content-Type", ""):
+            return None
+        try:
+            body = await upstream.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return None  # the streaming loop will meet (and report) the same failure
+        trace_ids = find_trace_ids(body)
+        if trace_ids:
+            log.info(
+                "request %s: Criteo answered %d (Criteo traceId %s)",
+                request_id,
+                upstream.status,
+                ", ".join(trace_ids),
+            )
+        return body
+
+    def _note_deprecation(self, headers: CIMultiDictProxy[str], path_and_query: str) -> None:
+        """Deprecation / Sunset: counted every time, logged once per API version."""
+        if "Deprecation" not in headers and "Sunset" not in headers:
+            return
+        version = path_and_query.lstrip("/").split("/", 1)[0].split("?", 1)[0] or "-"
+        self._metrics.deprecations.labels(version[:32]).inc()
+        if version in self._deprecated_versions_seen:
+            return
+        self._deprecated_versions_seen.add(version)
+        sunset = headers.get("Sunset")
+        log.warning(
+            "Criteo API version %s is deprecated%s: update the tools that call /%s/... "
+            "before Criteo answers 410",
+            version,
+            f" (sunset {sunset})" if sunset else "",
+            version,
+        )
+
+
+def find_trace_ids(body: bytes) -> list[str]:
+    """traceId / traceIdentifier values of a Criteo error envelope, if it is one."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return []
+    errors = envelope.get("errors") if isinstance(envelope, dict) else None
+    if not isinstance(errors, list):
+        return []
+    found: list[str] = []
+    for error in errors:
+        if isinstance(error, dict):
+            for key in ("traceId", "traceIdentifier"):
+                value = error.get(key)
+                if isinstance(value, str) and value not in found:
+                    found.append(value[:128])
+    return found
 
 
 def abort_client(request: web.Request) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -32,8 +31,6 @@ _EXPOSED_HEADERS: Final = f"X-Request-Id, {ERROR_HEADER}"
 
 TARGET: Final = web.RequestKey("TARGET", str)  # the path and query to forward
 CORS_ORIGIN: Final = web.RequestKey("CORS_ORIGIN", str)  # an allowed browser origin
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,19 +1,31 @@
-"""Logging set-up and request ids."""
+"""Logging set-up, the access log, request ids and Prometheus metrics."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
+import re
 import sys
 import time
 import uuid
 from typing import Final
 
 from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .config import LogFormat, LogLevel
 
 _MAX_REQUEST_ID_LENGTH: Final = 128
+# A query value is masked when its key contains one of these (access_token, api_key, code...).
+_SECRET_QUERY_KEY: Final = re.compile(r"token|secret|password|key|code|auth", re.IGNORECASE)
+_KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+METRICS_CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
+
+access_log = logging.getLogger("criteo_proxy.access")
 
 
 def pick_request_id(offered: str | None) -> str:
@@ -65,15 +77,130 @@ class MalformedRequestFilter(logging.Filter):
 
 
 def configure_logging(level: LogLevel, log_format: LogFormat) -> None:
-    """Send our logs (and aiohttp's) to stderr: stdout is kept for what the user asked for."""
+    """Send our logs (and aiohttp's) to stderr: stdout is kept for what the user asked for.
+
+    Records go through a queue to a writer thread, so that a slow terminal or
+    pipe never blocks the event loop.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(MalformedRequestFilter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
+    listener.start()
+    atexit.register(listener.stop)  # flushes what is queued
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    root.addHandler(logging.handlers.QueueHandler(records))
     root.setLevel(level.upper())
+
+
+def redact_query(path_and_query: str) -> str:
+    """The path with query values whose key looks secret replaced by ``***``."""
+    path, sep, query = path_and_query.partition("?")
+    if not sep:
+        return path
+    parts = []
+    for pair in query.split("&"):
+        key, eq, _value = pair.partition("=")
+        parts.append(f"{key}=***" if eq and _SECRET_QUERY_KEY.search(key) else pair)
+    return f"{path}?{'&'.join(parts)}"
+
+
+def log_access(
+    *,
+    method: str,
+    path_and_query: str,
+    status: int,
+    bytes_out: int,
+    duration_seconds: float,
+    upstream_seconds: float | None,
+    retried: bool,
+    request_id: str,
+) -> None:
+    """One line per request, written after the answer."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    path = redact_query(path_and_query)
+    upstream_ms = None if upstream_seconds is None else round(upstream_seconds * 1000, 1)
+    fields = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "bytes": bytes_out,
+        "duration_ms": round(duration_seconds * 1000, 1),
+        "upstream_ms": upstream_ms,
+        "retried": retried,
+        "request_id": request_id,
+    }
+    access_log.info(
+        "%s %s %d %dB %.1fms upstream=%s retried=%s id=%s",
+        method,
+        path,
+        status,
+        bytes_out,
+        duration_seconds * 1000,
+        "-" if upstream_ms is None else f"{upstream_ms}ms",
+        "yes" if retried else "no",
+        request_id,
+        extra={"fields": fields},
+    )
+
+
+class Metrics:
+    """The proxy's Prometheus metrics, in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "criteo_proxy_requests",
+            "Requests answered, by method and status class.",
+            ["method", "status_class"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "criteo_proxy_in_flight_requests", "Requests being handled now.", registry=r
+        )
+        self.upstream_latency = Histogram(
+            "criteo_proxy_upstream_latency_seconds",
+            "Time from sending a request to Criteo until its response headers arrived.",
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.token_fetches = Counter(
+            "criteo_proxy_token_fetches", "Token requests, by result.", ["result"], registry=r
+        )
+        self.retries = Counter(
+            "criteo_proxy_401_retries",
+            "Requests replayed with a new token after Criteo answered 401.",
+            registry=r,
+        )
+        self.request_bytes = Counter(
+            "criteo_proxy_request_bytes", "Request body bytes received from clients.", registry=r
+        )
+        self.response_bytes = Counter(
+            "criteo_proxy_response_bytes", "Response body bytes sent to clients.", registry=r
+        )
+        self.deprecations = Counter(
+            "criteo_proxy_deprecated_responses",
+            "Responses from Criteo carrying Deprecation or Sunset headers, by API version.",
+            ["version"],
+            registry=r,
+        )
+
+    def count_request(self, method: str, status: int, bytes_in: int, bytes_out: int) -> None:
+        label = method if method in _KNOWN_METHODS else "other"
+        self.requests.labels(label, f"{status // 100}xx").inc()
+        self.request_bytes.inc(bytes_in)
+        self.response_bytes.inc(bytes_out)
+
+    def count_token_fetch(self, succeeded: bool) -> None:
+        self.token_fetches.labels("success" if succeeded else "failure").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 def _utc_timestamp(created: float) -> str:

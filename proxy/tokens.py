@@ -107,6 +107,7 @@ class TokenProvider:
         timeout_seconds: float,
         http_proxy: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_fetch: Callable[[bool], None] | None = None,
     ) -> None:
         self._session = session
         self._http_proxy = http_proxy
@@ -116,6 +117,7 @@ class TokenProvider:
         self._margin_seconds = margin_seconds
         self._timeout_seconds = timeout_seconds
         self._clock = clock
+        self._on_fetch = on_fetch  # told True / False after each token request, for metrics
         self._cache: TLRUCache[str, Token] = TLRUCache(maxsize=8, ttu=_renew_at, timer=clock)
         self._inflight: asyncio.Task[Token | TokenError] | None = None
         self._last_error: TokenError | None = None
@@ -185,11 +187,15 @@ class TokenProvider:
             delay = min(_BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), _BACKOFF_MAX_SECONDS)
             self._retry_at = self._clock() + delay
             self._last_error = exc
+            if self._on_fetch is not None:
+                self._on_fetch(False)
             log.warning("token request failed (next attempt in %.0f s): %s", delay, exc.detail)
             return exc
         self._failures = 0
         self._last_error = None
         self._cache[self._grant.cache_key] = token
+        if self._on_fetch is not None:
+            self._on_fetch(True)
         log.info("token fetched, valid for %.0f s", token.expires_in_seconds)
         return token
 
