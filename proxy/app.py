@@ -30,7 +30,8 @@ from .forward import (
 )
 from .guards import TARGET, GuardPolicy, add_cors_headers, build_guard_middleware
 from .observability import METRICS_CONTENT_TYPE, Metrics, log_access, pick_request_id
-from .tokens import ClientCredentialsGrant, Grant, TokenError, TokenProvider
+from .token_store import TokenStore
+from .tokens import ClientCredentialsGrant, Grant, RefreshTokenGrant, TokenError, TokenProvider
 
 log = logging.getLogger("criteo_proxy.app")
 
@@ -71,9 +72,12 @@ def build_app(config: Config, *, clock: Callable[[], float] = time.monotonic) ->
 
 
 def build_grant(credentials: CredentialsConfig) -> Grant:
-    if credentials.grant_type != "client_credentials":
-        raise ConfigError(
-            f"credentials.grant_type: {credentials.grant_type} is not supported by this version"
+    """The grant the server runs with; an unusable token store is a TokenStoreError here."""
+    if credentials.grant_type == "authorization_code":
+        return RefreshTokenGrant(
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret,
+            store=TokenStore(credentials.token_store),
         )
     return ClientCredentialsGrant(
         client_id=credentials.client_id, client_secret=credentials.client_secret
@@ -123,11 +127,13 @@ def build_token_provider(
     *,
     clock: Callable[[], float] = time.monotonic,
     on_fetch: Callable[[bool], None] | None = None,
+    grant: Grant | None = None,
 ) -> TokenProvider:
+    """The provider for CONFIG; GRANT replaces the configured one (``authorize``)."""
     token_url = config.upstream.effective_token_url
     return TokenProvider(
         session,
-        build_grant(config.credentials),
+        grant or build_grant(config.credentials),
         token_url=token_url,
         margin_seconds=config.tokens.refresh_margin,
         timeout_seconds=config.upstream.response_timeout,

@@ -27,10 +27,12 @@ from .config import (
     Secret,
     load_config,
 )
+from .consent import build_consent_url, parse_landing_url
 from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from .observability import configure_logging
 from .server import start_server
-from .tokens import Token, TokenError
+from .token_store import TokenStore
+from .tokens import AuthorizationCodeGrant, Grant, Token, TokenError
 
 log = logging.getLogger("criteo_proxy.cli")
 
@@ -117,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         parents=[common],
         help="run against an embedded fake Criteo: no credentials, no network",
+    )
+    authorize = commands.add_parser(
+        "authorize",
+        parents=[common],
+        help="authorization-code apps: print the consent URL, or store the refresh token",
+    )
+    step = authorize.add_mutually_exclusive_group(required=True)
+    step.add_argument("--print-url", action="store_true", help="print the consent URL")
+    step.add_argument("--code", metavar="CODE", help="exchange this one-time code")
+    step.add_argument(
+        "--from-url", metavar="URL", help="exchange the code in the address the browser landed on"
+    )
+    authorize.add_argument("--state", metavar="S", help="state to put in / expect back")
+    authorize.add_argument(
+        "--redirect-uri", metavar="URI", help="default: credentials.redirect_uri"
     )
     return parser
 
@@ -217,9 +234,9 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _fetch_token(config: Config) -> Token:
+async def _fetch_token(config: Config, grant: Grant | None = None) -> Token:
     async with build_session(config.upstream) as session:
-        return await build_token_provider(config, session).get_token()
+        return await build_token_provider(config, session, grant=grant).get_token()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -261,7 +278,54 @@ async def _serve_demo(config: Config) -> None:
         await fake_runner.cleanup()
 
 
+def _authorize(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _configure_one_shot_logging(args, config)
+    credentials = config.credentials
+    redirect_uri: str | None = args.redirect_uri or credentials.redirect_uri
+    if args.print_url:
+        if not redirect_uri:
+            raise ConfigError(
+                "--redirect-uri: required (or credentials.redirect_uri): the HTTPS address "
+                "declared in your Criteo app"
+            )
+        print(build_consent_url(credentials.client_id, redirect_uri, args.state), flush=True)
+        print(
+            "Open it in a browser, consent, then run: "
+            f"{PROG} authorize --from-url '<the address you land on>'"
+            + (f" --state {args.state}" if args.state else ""),
+            file=sys.stderr,
+        )
+        return 0
+    if args.from_url:
+        landing = parse_landing_url(args.from_url, expected_state=args.state)
+        code, redirect_uri = landing.code, redirect_uri or landing.redirect_uri
+    else:
+        code = args.code
+        if not redirect_uri:
+            raise ConfigError("--redirect-uri: required with --code (or credentials.redirect_uri)")
+    store = TokenStore(credentials.token_store)
+    grant = AuthorizationCodeGrant(
+        client_id=credentials.client_id,
+        client_secret=credentials.client_secret,
+        code=code,
+        redirect_uri=redirect_uri,
+        store=store,
+    )
+    try:
+        asyncio.run(_fetch_token(config, grant))
+    except TokenError as exc:
+        _fail(f"{exc.code}: {exc.detail}", EXIT_FAILURE)
+    print(
+        f"stored a refresh token for client {credentials.client_id} in {store.path} "
+        "(mode 0600, not shown); run the proxy with credentials.grant_type: authorization_code",
+        flush=True,
+    )
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "authorize": _authorize,
     "run": _run,
     "check": _check,
     "token": _token,

@@ -3,8 +3,10 @@
 Used by ``criteo-proxy demo`` (no credentials, no network) and by the tests,
 which run it as a real aiohttp server on loopback and inspect what it saw.
 
-- ``POST /oauth2/token``: insists on form encoding; client_credentials for the
-  known clients; tokens are JWT-shaped and live ``expires_in`` seconds.
+- ``POST /oauth2/token``: insists on form encoding; client_credentials,
+  authorization_code (single-use codes from ``consent()`` or
+  ``GET /_fake/consent``, bound to their redirect URI) and refresh_token (with
+  rotation, strict or not); tokens are JWT-shaped and live ``expires_in`` seconds.
 - Every other path demands a valid, unexpired Bearer token and answers 401 in
   Criteo's error envelope otherwise.
 - ``GET /{version}/advertisers/me`` and ``/marketing-solutions/me`` answer
@@ -26,6 +28,7 @@ from typing import Final
 
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 DEMO_CLIENT_ID: Final = "demo-client"
 DEMO_CLIENT_SECRET: Final = "demo-secret"  # noqa: S105 - the fake's own, public demo secret
@@ -37,6 +40,10 @@ _WRONG_CONTENT_TYPE: Final = {
         'The request content-type header must be "application/x-www-form-urlencoded".'
     ),
     "error_uri": "https://tools.ietf.org/html/rfc6749#section-5.2",
+}
+_INVALID_GRANT: Final = {
+    "error": "invalid_grant",
+    "error_description": "The authorization code or refresh token is invalid, expired or used.",
 }
 _INVALID_CLIENT: Final = {
     "error": "invalid_client",
@@ -80,6 +87,13 @@ class FakeCriteo:
         default_factory=lambda: {"2024-07": "Thu, 31 Jul 2025 00:00:00 GMT"}
     )
     retired_versions: set[str] = field(default_factory=lambda: {"2023-01"})
+    # Authorization-code apps: codes live code_lifetime seconds and are single use;
+    # a refresh rotates the refresh token, and strict rotation invalidates the old one.
+    code_lifetime: float = 60.0
+    rotate_refresh_tokens: bool = True
+    strict_rotation: bool = True
+    codes: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> client id
 
     requests: list[SeenRequest] = field(default_factory=list)
     token_requests: list[SeenTokenRequest] = field(default_factory=list)
@@ -88,6 +102,7 @@ class FakeCriteo:
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=1024**3)
         app.router.add_post("/oauth2/token", self._token)
+        app.router.add_get("/_fake/consent", self._consent_page)
         app.router.add_route("*", "/{tail:.*}", self._api)
         return app
 
@@ -127,7 +142,7 @@ class FakeCriteo:
         if self.token_failure_status is not None:
             return web.Response(status=self.token_failure_status, text="token endpoint failure")
         grant_type = fields.get("grant_type")
-        if grant_type != "client_credentials":
+        if grant_type not in ("client_credentials", "authorization_code", "refresh_token"):
             return web.json_response(
                 {
                     "error": "unsupported_grant_type",
@@ -138,14 +153,63 @@ class FakeCriteo:
         client_id = fields.get("client_id", "")
         if client_id not in self.clients or self.clients[client_id] != fields.get("client_secret"):
             return web.json_response(_INVALID_CLIENT, status=401)
+        refresh_token: str | None = None
+        if grant_type == "authorization_code":
+            refresh_token = self._redeem_code(
+                client_id, fields.get("code", ""), fields.get("redirect_uri", "")
+            )
+        elif grant_type == "refresh_token":
+            refresh_token = self._refresh(client_id, fields.get("refresh_token", ""))
+        if grant_type != "client_credentials" and refresh_token is None:
+            return web.json_response(_INVALID_GRANT, status=400)
         return web.json_response(
             {
                 "access_token": self.issue_token(),
                 "token_type": "Bearer",
-                "refresh_token": None,
+                "refresh_token": refresh_token,
                 "expires_in": self.expires_in,
             }
         )
+
+    def consent(self, client_id: str, redirect_uri: str) -> str:
+        """The advertiser consents: a single-use code for this client and redirect URI."""
+        code = secrets.token_urlsafe(24)
+        self.codes[code] = (client_id, redirect_uri, self.clock() + self.code_lifetime)
+        return code
+
+    def _redeem_code(self, client_id: str, code: str, redirect_uri: str) -> str | None:
+        issued = self.codes.pop(code, None)  # single use, even when refused below
+        if issued is None:
+            return None
+        owner, expected_uri, expires_at = issued
+        if owner != client_id or expected_uri != redirect_uri or self.clock() >= expires_at:
+            return None
+        return self._issue_refresh_token(client_id)
+
+    def _refresh(self, client_id: str, refresh_token: str) -> str | None:
+        if self.refresh_tokens.get(refresh_token) != client_id:
+            return None
+        if not self.rotate_refresh_tokens:
+            return refresh_token
+        if self.strict_rotation:
+            del self.refresh_tokens[refresh_token]
+        return self._issue_refresh_token(client_id)
+
+    def _issue_refresh_token(self, client_id: str) -> str:
+        refresh_token = "rt-" + secrets.token_urlsafe(32)
+        self.refresh_tokens[refresh_token] = client_id
+        return refresh_token
+
+    async def _consent_page(self, request: web.Request) -> web.Response:
+        """Stands for consent.criteo.com: consents at once and redirects with the code."""
+        client_id = request.query.get("client_id", "")
+        redirect_uri = request.query.get("redirect_uri", "")
+        if client_id not in self.clients or not redirect_uri:
+            return web.json_response({"error": "invalid_request"}, status=400)
+        query = {"code": self.consent(client_id, redirect_uri)}
+        if "state" in request.query:
+            query["state"] = request.query["state"]
+        raise web.HTTPFound(str(URL(redirect_uri).update_query(query)))
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         token = _bearer(request.headers.get("Authorization", ""))

@@ -1,0 +1,55 @@
+"""The consent step of an authorization-code app: the URL to send the advertiser
+to, and the code in the address the browser lands on afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from yarl import URL
+
+from .config import ConfigError
+
+CONSENT_URL: Final = "https://consent.criteo.com/request"
+
+
+@dataclass(frozen=True, slots=True)
+class Landing:
+    code: str = field(repr=False)
+    redirect_uri: str  # the landing address without code and state
+
+
+def build_consent_url(client_id: str, redirect_uri: str, state: str | None = None) -> str:
+    query = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri}
+    if state is not None:
+        query["state"] = state
+    return str(URL(CONSENT_URL).with_query(query))
+
+
+def parse_landing_url(landed: str, *, expected_state: str | None = None) -> Landing:
+    """The code from the address the browser landed on; checks ``state`` when one is given."""
+    try:
+        url = URL(landed)
+    except ValueError:
+        url = None
+    if url is None or not url.scheme or not url.host:
+        raise ConfigError(
+            f"--from-url: expected the full address the browser landed on, got {landed[:80]!r}"
+        )
+    error = url.query.get("error")
+    if error:
+        description = url.query.get("error_description", "")
+        reason = f"{error}: {description}" if description else error
+        raise ConfigError(f"--from-url: the consent was not given ({reason})")
+    code = url.query.get("code")
+    if not code:
+        raise ConfigError("--from-url: the address carries no code= parameter")
+    if expected_state is not None and url.query.get("state") != expected_state:
+        raise ConfigError(
+            "--from-url: the state in the address does not match --state "
+            "(this address may not come from your consent request)"
+        )
+    remaining = url.query.copy()
+    for key in ("code", "state"):
+        remaining.popall(key, None)
+    return Landing(code=code, redirect_uri=str(url.with_query(remaining)))

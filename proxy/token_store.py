@@ -1,0 +1,121 @@
+"""The refresh-token file of an authorization-code app.
+
+Losing the refresh token means asking the advertiser to consent again, so the
+file is written atomically (temp file + fsync + rename, never a half-written
+file) with mode 0600 inside a 0700 directory, and checked strictly at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from .config import ConfigError
+
+_FORMAT_VERSION: Final = 1
+_AUTHORIZE_HINT: Final = "run `criteo-proxy authorize` to create it"
+
+
+class TokenStoreError(ConfigError):
+    """The token store cannot be used: one line naming the file, what is wrong, how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGrant:
+    client_id: str
+    refresh_token: str = field(repr=False)
+    saved_at: float
+
+
+class TokenStore:
+    def __init__(self, path: str) -> None:
+        self.path = Path(path).expanduser()
+
+    def load(self) -> StoredGrant:
+        """Read and check the file; every problem is a TokenStoreError that says what to do."""
+        path = self.path
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise TokenStoreError(
+                f"credentials.token_store: {path} does not exist; {_AUTHORIZE_HINT}"
+            ) from None
+        except OSError as exc:
+            raise TokenStoreError(
+                f"credentials.token_store: cannot read {path}: {exc.strerror}"
+            ) from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenStoreError(f"credentials.token_store: {path} is not a regular file")
+        if info.st_mode & 0o077:
+            raise TokenStoreError(
+                f"credentials.token_store: {path} is readable by others "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise TokenStoreError(f"credentials.token_store: cannot read {path}: {reason}") from exc
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        refresh_token = data.get("refresh_token") if isinstance(data, dict) else None
+        client_id = data.get("client_id") if isinstance(data, dict) else None
+        saved_at = data.get("saved_at", 0) if isinstance(data, dict) else 0
+        if (
+            not isinstance(refresh_token, str)
+            or not refresh_token
+            or not isinstance(client_id, str)
+            or isinstance(saved_at, bool)
+            or not isinstance(saved_at, int | float)
+        ):
+            raise TokenStoreError(
+                f"credentials.token_store: {path} is corrupt (no refresh token in it); "
+                f"{_AUTHORIZE_HINT} again"
+            )
+        return StoredGrant(client_id=client_id, refresh_token=refresh_token, saved_at=saved_at)
+
+    def save(self, client_id: str, refresh_token: str) -> None:
+        """Replace the file atomically; it is never readable by others, not even for an instant."""
+        directory = self.path.parent
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        content = json.dumps(
+            {
+                "version": _FORMAT_VERSION,
+                "client_id": client_id,
+                "refresh_token": refresh_token,
+                "saved_at": time.time(),
+            },
+            indent=2,
+        )
+        # mkstemp creates the file with mode 0600.
+        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(content + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp_name, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+            raise
+        _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable, so that a crash cannot bring back the old file."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
