@@ -30,6 +30,7 @@ from .forward import (
 )
 from .guards import TARGET, GuardPolicy, add_cors_headers, build_guard_middleware
 from .observability import METRICS_CONTENT_TYPE, Metrics, log_access, pick_request_id
+from .pacing import Pacer
 from .token_store import TokenStore
 from .tokens import ClientCredentialsGrant, Grant, RefreshTokenGrant, TokenError, TokenProvider
 
@@ -162,7 +163,9 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[SESSION] = session
     app[TOKENS] = tokens
-    app[FORWARDER] = Forwarder(session, tokens, settings, app[METRICS])
+    pacer = Pacer(enabled=config.rate_limit.enabled, max_wait_seconds=config.rate_limit.max_wait)
+    app[METRICS].rate_limit_waiting.set_function(lambda: pacer.waiting)
+    app[FORWARDER] = Forwarder(session, tokens, settings, app[METRICS], pacer)
     # The server starts even when the token endpoint is down; the warm-up only logs.
     warm_up = asyncio.create_task(tokens.warm_up())
     try:

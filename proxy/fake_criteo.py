@@ -92,6 +92,13 @@ class FakeCriteo:
     code_lifetime: float = 60.0
     rotate_refresh_tokens: bool = True
     strict_rotation: bool = True
+    # Rate limits: rate_limit calls per rate_window_seconds and bucket (reports apart),
+    # on the wall clock (the proxy paces on real time); None = unmetered.
+    rate_limit: int | None = None
+    rate_window_seconds: int = 60
+    rate_clock: Callable[[], float] = time.time
+    rate_counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    throttled: int = 0  # 429s answered
     codes: dict[str, tuple[str, str, float]] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> client id
 
@@ -228,6 +235,36 @@ class FakeCriteo:
                 "authorization-token-expired",
                 "The authorization token has expired",
             )
+        quota = self._take_quota(request.path)
+        if quota is not None and quota["x-ratelimit-remaining"] == "-1":
+            self.throttled += 1
+            del quota["x-ratelimit-remaining"]
+            throttled = _criteo_error(429, "quota", "rate-limit-exceeded", "Too many requests")
+            throttled.headers.update(quota, **{"x-ratelimit-remaining": "0"})
+            return throttled
+        response = await self._route(request, token)
+        if quota is not None and not response.prepared:
+            response.headers.update(quota)
+        return response
+
+    def _take_quota(self, path: str) -> dict[str, str] | None:
+        """Count this call in its window; remaining -1 means over the limit."""
+        if self.rate_limit is None:
+            return None
+        now = self.rate_clock()
+        index = int(now // self.rate_window_seconds)
+        bucket = "reports" if "/statistics/" in path or "/reports" in path else "api"
+        used = self.rate_counts.get((bucket, index), 0)
+        if used < self.rate_limit:
+            self.rate_counts[(bucket, index)] = used + 1
+        remaining = self.rate_limit - used - 1
+        return {
+            "x-ratelimit-limit": str(self.rate_limit),
+            "x-ratelimit-remaining": str(max(remaining, -1)),
+            "x-ratelimit-reset": str((index + 1) * self.rate_window_seconds),
+        }
+
+    async def _route(self, request: web.Request, token: str) -> web.StreamResponse:
         version = request.path.strip("/").split("/", 1)[0]
         if version in self.retired_versions:
             self.requests.append(_seen(request, b"", token))

@@ -21,6 +21,7 @@ from yarl import URL
 
 from .errors import ProxyError
 from .observability import Metrics
+from .pacing import Pacer, RateLimited, Window
 from .tokens import Token, TokenProvider, describe
 
 log = logging.getLogger("criteo_proxy.forward")
@@ -218,11 +219,13 @@ class Forwarder:
         tokens: TokenProvider,
         settings: ForwardSettings,
         metrics: Metrics,
+        pacer: Pacer,
     ) -> None:
         self._session = session
         self._tokens = tokens
         self._settings = settings
         self._metrics = metrics
+        self._pacer = pacer
         self._deprecated_versions_seen: set[str] = set()
 
     async def handle(
@@ -259,7 +262,43 @@ class Forwarder:
                     request_id,
                     settings.retry_body_limit_bytes,
                 )
+        if upstream.status == 429:
+            upstream = await self._retry_after_reset(
+                request, url, body, token, upstream, request_id
+            )
         return await self._stream_back(request, upstream, path_and_query, request_id)
+
+    async def _retry_after_reset(
+        self,
+        request: web.Request,
+        url: URL,
+        body: RequestBody,
+        token: Token,
+        upstream: aiohttp.ClientResponse,
+        request_id: str,
+    ) -> aiohttp.ClientResponse:
+        """A 429 means Criteo did not process the request: replay it once, after the reset."""
+        self._metrics.rate_limited.labels("seen").inc()
+        pacer = self._pacer
+        wait = pacer.seconds_until_reset(upstream.headers) if pacer.enabled else None
+        if wait is None or wait > pacer.max_wait_seconds or not body.replayable:
+            log.warning(
+                "request %s: Criteo answered 429; passed on (%s)",
+                request_id,
+                "pacing is off"
+                if not pacer.enabled
+                else "the body is too large to replay"
+                if not body.replayable
+                else "no reset in the answer"
+                if wait is None
+                else f"the window resets in {wait:.0f} s, beyond rate_limit.max_wait",
+            )
+            return upstream
+        upstream.release()
+        self._metrics.rate_limited.labels("retried").inc()
+        log.info("request %s: Criteo answered 429; retrying after the reset", request_id)
+        # The window now says remaining 0: _send waits in line until the reset.
+        return await self._send(request, url, body, token, request_id)
 
     async def _send(
         self,
@@ -275,7 +314,9 @@ class Forwarder:
             request_id=request_id,
         )
         timeout_seconds = self._settings.response_timeout_seconds
+        window = await self._wait_for_slot(url.raw_path, request_id) if token else None
         started = time.perf_counter()
+        answer: CIMultiDictProxy[str] | None = None
         try:
             with upstream_errors(url, timeout_seconds):
                 async with asyncio.timeout(timeout_seconds):
@@ -287,16 +328,42 @@ class Forwarder:
                         allow_redirects=False,  # a 3xx is the client's to follow
                         proxy=self._settings.http_proxy,
                     )
+            answer = response.headers
         except ProxyError:
             if body.too_large:
                 raise _body_too_large(self._settings.max_body_bytes or 0) from None
             raise
         finally:
             request[BYTES_IN] = body.size
+            if window is not None:
+                window.answered(answer)
         elapsed = time.perf_counter() - started
         self._metrics.upstream_latency.observe(elapsed)
         request[UPSTREAM_SECONDS] = request.get(UPSTREAM_SECONDS, 0.0) + elapsed
         return response
+
+    async def _wait_for_slot(self, path: str, request_id: str) -> Window | None:
+        """Wait in line for Criteo's rate-limit window; 429 rate_limited past max_wait."""
+        pacer = self._pacer
+        if not pacer.enabled:
+            return None
+        window = pacer.window_for(path)
+        try:
+            waited = await window.acquire(pacer.max_wait_seconds)
+        except RateLimited as exc:
+            self._metrics.rate_limited.labels("refused").inc()
+            seconds = max(0.0, exc.reset_at - time.time())
+            reset = time.strftime("%H:%M:%S UTC", time.gmtime(exc.reset_at))
+            raise ProxyError(
+                429,
+                "rate_limited",
+                f"Criteo's rate-limit window ({window.name}) frees a slot at {reset}, in "
+                f"{seconds:.0f} s: more than rate_limit.max_wait ({pacer.max_wait_seconds:g} s)",
+            ) from None
+        if waited:
+            self._metrics.rate_limit_wait.inc(waited)
+            log.info("request %s: waited %.2f s for Criteo's rate-limit window", request_id, waited)
+        return window
 
     async def _stream_back(
         self,

@@ -190,6 +190,23 @@ class Metrics:
             registry=r,
         )
 
+        self.rate_limit_waiting = Gauge(
+            "criteo_proxy_rate_limit_waiting_requests",
+            "Requests waiting for Criteo's rate-limit window.",
+            registry=r,
+        )
+        self.rate_limit_wait = Counter(
+            "criteo_proxy_rate_limit_wait_seconds",
+            "Total seconds requests waited for Criteo's rate-limit window.",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "criteo_proxy_rate_limited",
+            "429s: seen from Criteo, retried after the reset, refused by the proxy (max_wait).",
+            ["outcome"],
+            registry=r,
+        )
+
     def count_request(self, method: str, status: int, bytes_in: int, bytes_out: int) -> None:
         label = method if method in _KNOWN_METHODS else "other"
         self.requests.labels(label, f"{status // 100}xx").inc()

@@ -39,9 +39,9 @@ def build_server_options(listen: ListenConfig) -> dict[str, Any]:
         "max_line_size": MAX_LINE_BYTES,
         "max_field_size": MAX_FIELD_BYTES,
         "max_headers": MAX_HEADERS,
-        # A client that leaves must not cancel a handler mid-write; the handler
-        # notices the broken connection itself and closes the upstream leg.
-        "handler_cancellation": False,
+        # A client that leaves cancels its handler: it leaves the rate-limit queue,
+        # its upstream request is closed, nothing lingers (token fetches are shielded).
+        "handler_cancellation": True,
     }
 
 

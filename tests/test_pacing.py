@@ -1,0 +1,172 @@
+"""Rate-limit pacing (DESIGN section 3.5) against a fake Criteo that meters per window."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.fake_criteo import FakeCriteo
+from proxy.pacing import Window, bucket_for, parse_window
+from tests.conftest import StartProxy
+
+
+async def gauge(proxy: Any, name: str) -> float:
+    text = await (await proxy.get("/_proxy/metrics")).text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} not in metrics")
+
+
+async def test_burst_of_three_times_the_limit_gets_no_429_and_takes_the_windows_it_needs(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    criteo.rate_limit, criteo.rate_window_seconds = 5, 1
+    proxy = await start_proxy()
+    started = time.monotonic()
+    responses = await asyncio.gather(*(proxy.get(f"/2025-10/echo/{i}") for i in range(15)))
+    elapsed = time.monotonic() - started
+    assert [r.status for r in responses] == [200] * 15
+    assert criteo.throttled == 0
+    assert len(criteo.requests) == 15
+    # 15 calls at 5 a window need the current window and two more: at least one reset
+    # must have passed, and no more than three windows (plus the release margin).
+    assert 0.1 < elapsed < 3.5, elapsed
+    print(f"burst: 15 requests, limit 5 per 1 s window, {elapsed:.2f} s, 0 x 429")
+
+
+async def test_wait_beyond_max_wait_is_a_proxy_429_before_anything_is_sent(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    criteo.rate_limit, criteo.rate_window_seconds = 1, 10**6
+    proxy = await start_proxy(rate_limit={"max_wait": 0.5})
+    assert (await proxy.get("/2025-10/echo/first")).status == 200
+    started = time.monotonic()
+    refused = await proxy.get("/2025-10/echo/second")
+    assert time.monotonic() - started < 0.5  # refused at once, not after max_wait
+    assert refused.status == 429
+    assert refused.headers["X-Criteo-Proxy-Error"] == "rate_limited"
+    (error,) = (await refused.json())["errors"]
+    assert error["code"] == "rate_limited"
+    assert "max_wait" in error["detail"]
+    assert [r.raw_path for r in criteo.requests] == ["/2025-10/echo/first"]
+    assert criteo.throttled == 0
+
+
+async def test_disabled_pacing_passes_criteos_429_through(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    criteo.rate_limit, criteo.rate_window_seconds = 1, 10**6
+    proxy = await start_proxy(rate_limit={"enabled": False})
+    assert (await proxy.get("/2025-10/echo/1")).status == 200
+    throttled = await proxy.get("/2025-10/echo/2")
+    assert throttled.status == 429
+    assert "X-Criteo-Proxy-Error" not in throttled.headers
+    assert throttled.headers["x-ratelimit-remaining"] == "0"
+    assert (await throttled.json())["errors"][0]["type"] == "quota"
+    assert criteo.throttled == 1
+
+
+async def test_429_from_a_window_spent_elsewhere_is_retried_once_after_the_reset(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    """Another app spent the window: the proxy learns it from the 429 and replays after reset."""
+    criteo.rate_limit, criteo.rate_window_seconds = 2, 1
+    proxy = await start_proxy()
+    index = int(time.time() // 1)
+    criteo.rate_counts[("api", index)] = 2  # this second's window is already spent
+    resp = await proxy.post("/2025-10/echo/replayed", data=b"payload")
+    assert resp.status == 200
+    assert (await resp.json())["bodyLength"] == len(b"payload")
+    assert criteo.throttled >= 1
+    assert len(criteo.requests) == 1  # only the accepted attempt reached a handler
+
+
+async def test_a_client_that_leaves_while_waiting_leaves_the_queue(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    criteo.rate_limit, criteo.rate_window_seconds = 1, 5
+    proxy = await start_proxy(rate_limit={"max_wait": 30})
+    index = int(time.time() // 5)
+    criteo.rate_counts[("api", index + 1)] = 1  # the next window is spent too
+    assert (await proxy.get("/2025-10/echo/first")).status == 200
+    waiting = asyncio.create_task(proxy.get("/2025-10/echo/leaver"))
+    async with asyncio.timeout(5):
+        # the metrics endpoint is the only outside view of the queue: poll it
+        while await gauge(proxy, "criteo_proxy_rate_limit_waiting_requests") != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    async with asyncio.timeout(5):
+        while await gauge(proxy, "criteo_proxy_rate_limit_waiting_requests") != 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert [r.raw_path for r in criteo.requests] == ["/2025-10/echo/first"]
+
+
+async def test_waiters_are_released_in_arrival_order() -> None:
+    now = [1000.0]
+    window = Window("api", clock=lambda: now[0])
+    await window.acquire(30)  # the probe
+    window.answered(
+        {"x-ratelimit-limit": "3", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1001"}
+    )
+    released: list[int] = []
+
+    async def wait(i: int) -> None:
+        await window.acquire(30)
+        released.append(i)
+
+    tasks = []
+    for i in range(5):
+        tasks.append(asyncio.create_task(wait(i)))
+        await asyncio.sleep(0)  # let it take its place in line
+    assert window.waiting == 5
+    now[0] = 1002.0  # the window resets: three slots
+    window.answered(
+        {"x-ratelimit-limit": "3", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "1003"}
+    )
+    await asyncio.sleep(0)
+    assert released == [0, 1, 2]
+    for _ in range(3):
+        window.answered(
+            {"x-ratelimit-limit": "3", "x-ratelimit-remaining": "2", "x-ratelimit-reset": "1003"}
+        )
+    await asyncio.sleep(0)
+    assert released == [0, 1, 2, 3, 4]
+    await asyncio.gather(*tasks)
+
+
+def test_window_headers_are_parsed_and_junk_is_ignored() -> None:
+    state = parse_window(
+        {
+            "x-ratelimit-limit": "250",
+            "x-ratelimit-remaining": "7",
+            "x-ratelimit-reset": "1800000000",
+        }
+    )
+    assert state is not None
+    assert (state.limit, state.remaining, state.reset_at) == (250, 7, 1800000000.0)
+    assert (
+        parse_window(
+            {"x-ratelimit-limit": "x", "x-ratelimit-remaining": "1", "x-ratelimit-reset": "1"}
+        )
+        is None
+    )
+    assert parse_window({}) is None
+    assert bucket_for("/2025-10/statistics/report") == "reports"
+    assert bucket_for("/2025-10/advertisers/me") == "api"
+
+
+async def test_an_unmetered_upstream_is_not_paced(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    proxy = await start_proxy()
+    responses = await asyncio.gather(*(proxy.get(f"/2025-10/echo/{i}") for i in range(20)))
+    assert all(r.status == 200 for r in responses)
+    assert await gauge(proxy, "criteo_proxy_rate_limit_waiting_requests") == 0
