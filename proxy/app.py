@@ -43,6 +43,7 @@ SESSION: Final = web.AppKey("SESSION", aiohttp.ClientSession)
 TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
 FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
 METRICS: Final = web.AppKey("METRICS", Metrics)
+HANDLERS: Final[web.AppKey[set[asyncio.Task[object]]]] = web.AppKey("HANDLERS")
 REQUEST_ID: Final = web.RequestKey("REQUEST_ID", str)
 
 
@@ -57,12 +58,14 @@ _AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Cont
 def build_app(config: Config, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
     metrics = Metrics()
     guard = build_guard_middleware(GuardPolicy.from_config(config.security))
-    context = build_request_context(metrics, access_log_enabled=config.logging.access_log)
+    handlers: set[asyncio.Task[object]] = set()
+    context = build_request_context(metrics, handlers, access_log_enabled=config.logging.access_log)
     app = web.Application(middlewares=[context, guard])
     app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[METRICS] = metrics
+    app[HANDLERS] = handlers
     app.cleanup_ctx.append(upstream_context)
     app.router.add_get("/_proxy/health", health)
     app.router.add_get("/_proxy/ready", ready)
@@ -178,22 +181,47 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         await session.close()
 
 
-def build_request_context(metrics: Metrics, *, access_log_enabled: bool) -> Middleware:
-    """The outermost middleware: request id, the error envelope, metrics, the access line."""
+def build_request_context(
+    metrics: Metrics, handlers: set[asyncio.Task[object]], *, access_log_enabled: bool
+) -> Middleware:
+    """The outermost middleware: request id, the error envelope, metrics, the access line.
+
+    HANDLERS holds the tasks of the requests being served, for a bounded shutdown.
+    """
 
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = pick_request_id(request.headers.get(REQUEST_ID_HEADER))
         request[REQUEST_ID] = request_id
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.add(task)
         metrics.in_flight.inc()
         try:
             response = await handler(request)
         except ProxyError as exc:
             log.warning("request %s: %s %s", request_id, exc.code, exc.detail)
             response = error_response(exc, request_id)
+        except asyncio.CancelledError:
+            # The client left, or shutdown_grace ran out: still one access line (499,
+            # nginx's "client closed request"), then let the cancellation go on.
+            log.info("request %s: cancelled before its answer was complete", request_id)
+            if access_log_enabled:
+                log_access(
+                    method=request.method,
+                    path_and_query=request.raw_path,
+                    status=499,
+                    bytes_out=request.get(BYTES_OUT, 0),
+                    duration_seconds=time.perf_counter() - started,
+                    upstream_seconds=request.get(UPSTREAM_SECONDS),
+                    retried=request.get(RETRIED, False),
+                    request_id=request_id,
+                )
+            raise
         finally:
             metrics.in_flight.dec()
+            handlers.discard(task)
         if response.prepared:  # streamed: the whole answer has been written
             bytes_out = request.get(BYTES_OUT, 0)
         else:

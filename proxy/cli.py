@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from . import __version__
-from .app import build_app, build_session, build_token_provider
+from .app import HANDLERS, build_app, build_session, build_token_provider
 from .config import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
@@ -30,7 +30,7 @@ from .config import (
 from .consent import build_consent_url, parse_landing_url
 from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from .observability import configure_logging
-from .server import start_server
+from .server import start_server, stop_server
 from .token_store import TokenStore
 from .tokens import AuthorizationCodeGrant, Grant, Token, TokenError
 
@@ -171,7 +171,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Config, *, banner: Callable[[list[str]], None] | None = None) -> None:
-    server = await start_server(build_app(config), config)
+    app = build_app(config)
+    server = await start_server(app, config)
     try:
         for url in server.urls:
             print(f"{PROG}: serving on {url}", flush=True)
@@ -179,7 +180,7 @@ async def _serve(config: Config, *, banner: Callable[[list[str]], None] | None =
             banner(server.urls)
         await _wait_for_stop_signal()
     finally:
-        await server.runner.cleanup()
+        await stop_server(server, app[HANDLERS], config.listen.shutdown_grace)
 
 
 async def _wait_for_stop_signal() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -32,7 +33,8 @@ def build_server_options(listen: ListenConfig) -> dict[str, Any]:
     """aiohttp server settings; the tests serve the app with the very same ones."""
     return {
         "access_log": None,
-        "shutdown_timeout": listen.shutdown_grace,
+        # stop_server has already waited listen.shutdown_grace for in-flight requests.
+        "shutdown_timeout": 1.0,
         # aiohttp closes a connection that has not sent a whole request within
         # keepalive_timeout of opening or of its last answer: our header timeout.
         "keepalive_timeout": listen.header_timeout,
@@ -43,6 +45,32 @@ def build_server_options(listen: ListenConfig) -> dict[str, Any]:
         # its upstream request is closed, nothing lingers (token fetches are shielded).
         "handler_cancellation": True,
     }
+
+
+async def stop_server(
+    server: RunningServer, handlers: set[asyncio.Task[object]], grace: float
+) -> None:
+    """Stop accepting, give in-flight requests GRACE seconds, cancel the rest, clean up.
+
+    aiohttp's own shutdown can wait twice its timeout for a handler that is
+    stuck upstream; this bounds the whole stop by GRACE.
+    """
+    for site in list(server.runner.sites):
+        await site.stop()
+    pending = {task for task in handlers if not task.done()}
+    if pending:
+        log.info("waiting up to %g s for %d in-flight request(s)", grace, len(pending))
+        _, still_running = await asyncio.wait(pending, timeout=grace)
+        for task in still_running:
+            task.cancel()
+        if still_running:
+            log.warning(
+                "listen.shutdown_grace (%g s) ran out: cut off %d request(s)",
+                grace,
+                len(still_running),
+            )
+            await asyncio.wait(still_running, timeout=1)
+    await server.runner.cleanup()
 
 
 async def start_server(app: web.Application, config: Config) -> RunningServer:
