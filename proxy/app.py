@@ -208,16 +208,7 @@ def build_request_context(
             # nginx's "client closed request"), then let the cancellation go on.
             log.info("request %s: cancelled before its answer was complete", request_id)
             if access_log_enabled:
-                log_access(
-                    method=request.method,
-                    path_and_query=request.raw_path,
-                    status=499,
-                    bytes_out=request.get(BYTES_OUT, 0),
-                    duration_seconds=time.perf_counter() - started,
-                    upstream_seconds=request.get(UPSTREAM_SECONDS),
-                    retried=request.get(RETRIED, False),
-                    request_id=request_id,
-                )
+                _log_access(request, 499, request.get(BYTES_OUT, 0), started)
             raise
         finally:
             metrics.in_flight.dec()
@@ -230,19 +221,23 @@ def build_request_context(
             bytes_out = len(body) if isinstance(body, bytes) else 0
         metrics.count_request(request.method, response.status, request.get(BYTES_IN, 0), bytes_out)
         if access_log_enabled:
-            log_access(
-                method=request.method,
-                path_and_query=request.raw_path,
-                status=response.status,
-                bytes_out=bytes_out,
-                duration_seconds=time.perf_counter() - started,
-                upstream_seconds=request.get(UPSTREAM_SECONDS),
-                retried=request.get(RETRIED, False),
-                request_id=request_id,
-            )
+            _log_access(request, response.status, bytes_out, started)
         return response
 
     return request_context
+
+
+def _log_access(request: web.Request, status: int, bytes_out: int, started: float) -> None:
+    log_access(
+        method=request.method,
+        path_and_query=request.raw_path,
+        status=status,
+        bytes_out=bytes_out,
+        duration_seconds=time.perf_counter() - started,
+        upstream_seconds=request.get(UPSTREAM_SECONDS),
+        retried=request.get(RETRIED, False),
+        request_id=request[REQUEST_ID],
+    )
 
 
 async def defer_expect(request: web.Request) -> None:
