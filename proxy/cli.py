@@ -127,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     step = authorize.add_mutually_exclusive_group(required=True)
     step.add_argument("--print-url", action="store_true", help="print the consent URL")
-    step.add_argument("--code", metavar="CODE", help="exchange this one-time code")
+    step.add_argument(
+        "--code",
+        metavar="CODE",
+        help="exchange this one-time code (--code=CODE if it starts with -)",
+    )
     step.add_argument(
         "--from-url", metavar="URL", help="exchange the code in the address the browser landed on"
     )

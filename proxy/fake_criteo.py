@@ -180,7 +180,7 @@ class FakeCriteo:
 
     def consent(self, client_id: str, redirect_uri: str) -> str:
         """The advertiser consents: a single-use code for this client and redirect URI."""
-        code = secrets.token_urlsafe(24)
+        code = "code-" + secrets.token_urlsafe(24)  # never "-..." (it would read as a flag)
         self.codes[code] = (client_id, redirect_uri, self.clock() + self.code_lifetime)
         return code
 

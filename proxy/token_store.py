@@ -21,6 +21,7 @@ from .config import ConfigError
 
 _FORMAT_VERSION: Final = 1
 _AUTHORIZE_HINT: Final = "run `criteo-proxy authorize` to create it"
+_ACCESS_HINT: Final = "run the proxy as the user who ran `criteo-proxy authorize`"
 
 
 class TokenStoreError(ConfigError):
@@ -49,10 +50,13 @@ class TokenStore:
             ) from None
         except OSError as exc:
             raise TokenStoreError(
-                f"credentials.token_store: cannot read {path}: {exc.strerror}"
+                f"credentials.token_store: cannot read {path}: {exc.strerror}; {_ACCESS_HINT}"
             ) from exc
         if not stat.S_ISREG(info.st_mode):
-            raise TokenStoreError(f"credentials.token_store: {path} is not a regular file")
+            raise TokenStoreError(
+                f"credentials.token_store: {path} is not a regular file; remove it or point "
+                f"credentials.token_store at a file, then {_AUTHORIZE_HINT}"
+            )
         if info.st_mode & 0o077:
             raise TokenStoreError(
                 f"credentials.token_store: {path} is readable by others "
@@ -61,8 +65,14 @@ class TokenStore:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise TokenStoreError(f"credentials.token_store: cannot read {path}: {reason}") from exc
+            reason, fix = (
+                (exc.strerror, _ACCESS_HINT)
+                if isinstance(exc, OSError)
+                else ("not UTF-8 text", f"{_AUTHORIZE_HINT} again")
+            )
+            raise TokenStoreError(
+                f"credentials.token_store: cannot read {path}: {reason}; {fix}"
+            ) from exc
         try:
             data = json.loads(text)
         except ValueError:
