@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import atexit
+import collections
+import functools
 import json
 import logging
-import logging.handlers
-import queue
 import re
 import sys
+import threading
 import time
 import uuid
-from typing import Final
+from typing import Final, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -76,23 +77,57 @@ class MalformedRequestFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: LogLevel, log_format: LogFormat) -> None:
-    """Send our logs (and aiohttp's) to stderr: stdout is kept for what the user asked for.
+class BatchingStreamHandler(logging.Handler):
+    """Formats in the caller, writes from a thread in batches.
 
-    Records go through a queue to a writer thread, so that a slow terminal or
-    pipe never blocks the event loop.
+    A slow terminal or pipe never blocks the event loop, and a busy proxy pays
+    one write (and one thread wake-up) per batch instead of one per line.
     """
-    handler = logging.StreamHandler(sys.stderr)
+
+    def __init__(self, stream: TextIO, interval_seconds: float = 0.05) -> None:
+        super().__init__()
+        self._stream = stream
+        self._lines: collections.deque[str] = collections.deque()
+        self._interval_seconds = interval_seconds
+        self._stopped = threading.Event()
+        self._writer = threading.Thread(target=self._write_batches, name="log-writer", daemon=True)
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging's contract: never raise from emit
+            self.handleError(record)
+
+    def _write_batches(self) -> None:
+        while not self._stopped.wait(self._interval_seconds):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        lines = self._lines
+        batch = [lines.popleft() for _ in range(len(lines))]
+        if batch:
+            self._stream.write("".join(batch))
+            self._stream.flush()
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._writer.is_alive() and threading.current_thread() is not self._writer:
+            self._writer.join(timeout=5)
+        super().close()
+
+
+def configure_logging(level: LogLevel, log_format: LogFormat) -> None:
+    """Send our logs (and aiohttp's) to stderr: stdout is kept for what the user asked for."""
+    handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(MalformedRequestFilter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
-    listener.start()
-    atexit.register(listener.stop)  # flushes what is queued
+    atexit.register(handler.close)  # writes what is still buffered
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(logging.handlers.QueueHandler(records))
+    root.addHandler(handler)
     root.setLevel(level.upper())
 
 
@@ -220,6 +255,11 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def _utc_timestamp(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+    # strftime once per second, not once per line: the access log is on the hot path.
+    return f"{_utc_second(int(created))}.{int(created % 1 * 1000):03d}Z"
