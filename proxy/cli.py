@@ -175,6 +175,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Config, *, banner: Callable[[list[str]], None] | None = None) -> None:
+    stop = _catch_stop_signals()
     app = build_app(config)
     server = await start_server(app, config)
     try:
@@ -182,26 +183,30 @@ async def _serve(config: Config, *, banner: Callable[[list[str]], None] | None =
             print(f"{PROG}: serving on {url}", flush=True)
         if banner is not None:
             banner(server.urls)
-        await _wait_for_stop_signal()
+        await stop.wait()
     finally:
         await stop_server(server, app[HANDLERS], config.listen.shutdown_grace)
 
 
-async def _wait_for_stop_signal() -> None:
-    """Return on the first SIGTERM / SIGINT; a second one exits at once."""
+def _catch_stop_signals() -> asyncio.Event:
+    """Set on the first SIGTERM / SIGINT; a second one exits at once.
+
+    Installed before the server announces itself, so that a signal sent the
+    moment it says "serving on" is already a graceful stop.
+    """
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         if stop.is_set():
             print(f"{PROG}: second signal, exiting now", file=sys.stderr, flush=True)
             os._exit(EXIT_FAILURE)
+        log.info("stopping: in-flight requests may finish (listen.shutdown_grace)")
         stop.set()
 
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    await stop.wait()
-    log.info("stopping: in-flight requests may finish (listen.shutdown_grace)")
+    return stop
 
 
 def _configure_one_shot_logging(args: argparse.Namespace, config: Config) -> None:

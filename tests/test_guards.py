@@ -449,3 +449,29 @@ def test_upstream_headers_never_carry_hop_by_hop_or_client_auth(
     assert [
         (k, v) for k, v in built.items() if k.lower() not in ("authorization", "x-request-id")
     ] == kept
+
+
+async def test_binding_beyond_loopback_without_keys_warns_loudly(
+    start_cli_server: Any, criteo_url: str
+) -> None:
+    """0.0.0.0 without security.api_keys: the start says the token is exposed (no traffic sent)."""
+    from tests.conftest import clean_env
+
+    env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
+    server = await start_cli_server(
+        "--host", "0.0.0.0", "--port", "0", "--upstream", criteo_url, env=env
+    )
+    assert await server.stop() == 0
+    warnings = [line for line in server.stderr_lines if "without security.api_keys" in line]
+    assert len(warnings) == 1
+    assert "WARNING" in warnings[0]
+    assert "127.0.0.1:8080:8080" in warnings[0]
+
+
+async def test_loopback_bind_does_not_warn(start_cli_server: Any, criteo_url: str) -> None:
+    from tests.conftest import clean_env
+
+    env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
+    server = await start_cli_server("--port", "0", "--upstream", criteo_url, env=env)
+    assert await server.stop() == 0
+    assert not any("without security.api_keys" in line for line in server.stderr_lines)
