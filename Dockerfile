@@ -15,7 +15,7 @@ RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy/ ./proxy/
-RUN /opt/venv/bin/pip install --no-cache-dir . \
+RUN /opt/venv/bin/pip install --no-cache-dir ".[speed]" \
     && /opt/venv/bin/pip uninstall --yes pip
 
 # --- runtime: the venv only, run as an unprivileged user --------------------
