@@ -49,7 +49,8 @@ RETRIED: Final = web.RequestKey("RETRIED", bool)  # the request was replayed aft
 UPSTREAM_SECONDS: Final = web.RequestKey("UPSTREAM_SECONDS", float)  # until response headers
 BYTES_IN: Final = web.RequestKey("BYTES_IN", int)
 BYTES_OUT: Final = web.RequestKey("BYTES_OUT", int)
-_MAX_PEEKED_ERROR_BYTES: Final = 64 * 1024
+# Bodies of known length up to this size are read whole and sent in one write.
+SMALL_BODY_BYTES: Final = 64 * 1024
 _OAUTH_PREFIX: Final = "/oauth2/"
 
 
@@ -198,15 +199,16 @@ def _body_too_large(limit: int) -> ProxyError:
 
 
 @contextmanager
-def upstream_errors(url: URL, timeout_seconds: float) -> Iterator[None]:
-    """Turn the upstream leg's failures into the proxy's 502 / 504 (before any byte is sent)."""
+def upstream_errors(url: URL, timeout: str) -> Iterator[None]:
+    """Turn the upstream leg's failures into the proxy's 502 / 504 (before any byte is sent).
+
+    TIMEOUT names the limit that applies, e.g. ``upstream.response_timeout (120 s)``.
+    """
     try:
         yield
     except TimeoutError as exc:
         raise ProxyError(
-            504,
-            "upstream_timeout",
-            f"{url.host} did not answer within upstream.response_timeout ({timeout_seconds:g} s)",
+            504, "upstream_timeout", f"{url.host} did not answer within {timeout}"
         ) from exc
     except aiohttp.ClientError as exc:
         raise ProxyError(502, "upstream_unavailable", f"{url.host}: {describe(exc)}") from exc
@@ -318,7 +320,7 @@ class Forwarder:
         started = time.perf_counter()
         answer: CIMultiDictProxy[str] | None = None
         try:
-            with upstream_errors(url, timeout_seconds):
+            with upstream_errors(url, f"upstream.response_timeout ({timeout_seconds:g} s)"):
                 async with asyncio.timeout(timeout_seconds):
                     response = await self._session.request(
                         request.method,
@@ -374,66 +376,74 @@ class Forwarder:
     ) -> web.StreamResponse:
         try:
             self._note_deprecation(upstream.headers, path_and_query)
-            error_body = await self._read_error_body(upstream, request_id)
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            response.headers.extend(
-                build_downstream_headers(upstream.headers, request_id=request_id)
-            )
-            await response.prepare(request)
-            sent = 0
-            chunk = error_body
-            while True:
-                if chunk is None:
-                    try:
-                        chunk = await upstream.content.read(STREAM_CHUNK_BYTES)
-                    except (aiohttp.ClientError, TimeoutError) as exc:
-                        # The status line is gone: the only honest signal left is a broken
-                        # transfer, never a clean short body.
-                        log.warning(
-                            "request %s: upstream failed mid-body (%s); aborting the client "
-                            "connection",
-                            request_id,
-                            describe(exc),
-                        )
-                        abort_client(request)
-                        return response
-                if not chunk:
-                    break
-                try:
-                    await response.write(chunk)
-                except ConnectionError:
-                    log.info("request %s: client went away mid-download", request_id)
-                    return response
-                finally:
-                    sent += len(chunk)
-                    request[BYTES_OUT] = sent
-                chunk = None if error_body is None else b""
-            await response.write_eof()
-            return response
+            headers = build_downstream_headers(upstream.headers, request_id=request_id)
+            length = upstream.content_length
+            if length is not None and length <= SMALL_BODY_BYTES:
+                body = await self._read_small_body(upstream, request_id)
+                request[BYTES_OUT] = len(body)
+                # One write for headers and body, instead of one per part.
+                return web.Response(
+                    status=upstream.status, reason=upstream.reason, headers=headers, body=body
+                )
+            return await self._stream(request, upstream, headers, request_id)
         finally:
             upstream.release()
 
-    async def _read_error_body(
-        self, upstream: aiohttp.ClientResponse, request_id: str
-    ) -> bytes | None:
-        """A small JSON error body, read whole so that Criteo's trace id can be logged."""
-        length = upstream.content_length
-        if upstream.status < 400 or length is None or length > _MAX_PEEKED_ERROR_BYTES:
-            return None
-        if "json" not in upstream.headers.get("Content-Type", ""):
-            return None
-        try:
+    async def _stream(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        headers: CIMultiDict[str],
+        request_id: str,
+    ) -> web.StreamResponse:
+        """Copy a large or open-ended body chunk by chunk: never all of it in memory."""
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.extend(headers)
+        await response.prepare(request)
+        sent = 0
+        while True:
+            try:
+                chunk = await upstream.content.read(STREAM_CHUNK_BYTES)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # The status line is gone: the only honest signal left is a broken
+                # transfer, never a clean short body.
+                log.warning(
+                    "request %s: upstream failed mid-body (%s); aborting the client connection",
+                    request_id,
+                    describe(exc),
+                )
+                abort_client(request)
+                return response
+            if not chunk:
+                break
+            try:
+                await response.write(chunk)
+            except ConnectionError:
+                log.info("request %s: client went away mid-download", request_id)
+                return response
+            finally:
+                sent += len(chunk)
+                request[BYTES_OUT] = sent
+        await response.write_eof()
+        return response
+
+    async def _read_small_body(self, upstream: aiohttp.ClientResponse, request_id: str) -> bytes:
+        """A body of known, small length, read whole before answering.
+
+        A failure here comes before any byte went to the client, so it is still
+        an honest 502 / 504. Criteo's trace id in an error envelope is logged.
+        """
+        with upstream_errors(upstream.url, "upstream.read_timeout"):
             body = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError):
-            return None  # the streaming loop will meet (and report) the same failure
-        trace_ids = find_trace_ids(body)
-        if trace_ids:
-            log.info(
-                "request %s: Criteo answered %d (Criteo traceId %s)",
-                request_id,
-                upstream.status,
-                ", ".join(trace_ids),
-            )
+        if upstream.status >= 400 and "json" in upstream.headers.get("Content-Type", ""):
+            trace_ids = find_trace_ids(body)
+            if trace_ids:
+                log.info(
+                    "request %s: Criteo answered %d (Criteo traceId %s)",
+                    request_id,
+                    upstream.status,
+                    ", ".join(trace_ids),
+                )
         return body
 
     def _note_deprecation(self, headers: CIMultiDictProxy[str], path_and_query: str) -> None:

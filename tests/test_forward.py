@@ -556,13 +556,15 @@ async def test_upstream_slower_than_response_timeout_is_504_upstream_timeout(
 # --- 10, 11. upstream failure after the status line ---------------------------------------
 
 
-def aborting_handler(*, chunked: bool) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def aborting_handler(
+    *, chunked: bool, length: int = 1_000_000
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         if chunked:
             response.enable_chunked_encoding()
         else:
-            response.content_length = 1_000_000
+            response.content_length = length
         await response.prepare(request)
         await response.write(b"p" * 1000)
         assert request.transport is not None
@@ -583,6 +585,18 @@ async def test_upstream_dying_mid_body_breaks_the_client_transfer(
         async with asyncio.timeout(TIMEOUT):
             await resp.read()
     assert criteo.last_request.raw_path == "/2025-10/dies"
+
+
+async def test_small_body_cut_short_upstream_is_a_502_before_anything_is_sent(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    """Small known-length bodies are read whole first, so their failure is still a clean 502."""
+    criteo.handlers["/2025-10/dies-small"] = aborting_handler(chunked=False, length=5000)
+    resp = await proxy.get("/2025-10/dies-small")
+    assert resp.status == 502
+    assert resp.headers["X-Criteo-Proxy-Error"] == "upstream_unavailable"
+    (error,) = (await resp.json())["errors"]
+    assert error["traceId"] == resp.headers["X-Request-Id"]
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
