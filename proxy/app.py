@@ -28,7 +28,7 @@ from .forward import (
     Forwarder,
     ForwardSettings,
 )
-from .guards import TARGET, GuardPolicy, add_cors_headers, build_guard_middleware
+from .guards import TARGET, GuardPolicy, add_cors_headers, admit
 from .observability import METRICS_CONTENT_TYPE, Metrics, log_access, pick_request_id
 from .pacing import Pacer
 from .token_store import TokenStore
@@ -57,15 +57,18 @@ _AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Cont
 
 def build_app(config: Config, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
     metrics = Metrics()
-    guard = build_guard_middleware(GuardPolicy.from_config(config.security))
+    policy = GuardPolicy.from_config(config.security)
     handlers: set[asyncio.Task[object]] = set()
-    context = build_request_context(metrics, handlers, access_log_enabled=config.logging.access_log)
-    app = web.Application(middlewares=[context, guard])
+    context = build_request_context(
+        policy, metrics, handlers, access_log_enabled=config.logging.access_log
+    )
+    app = web.Application(middlewares=[context])
     app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[METRICS] = metrics
     app[HANDLERS] = handlers
+    metrics.in_flight.set_function(lambda: len(handlers))
     app.cleanup_ctx.append(upstream_context)
     app.router.add_get("/_proxy/health", health)
     app.router.add_get("/_proxy/ready", ready)
@@ -182,9 +185,13 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_request_context(
-    metrics: Metrics, handlers: set[asyncio.Task[object]], *, access_log_enabled: bool
+    policy: GuardPolicy,
+    metrics: Metrics,
+    handlers: set[asyncio.Task[object]],
+    *,
+    access_log_enabled: bool,
 ) -> Middleware:
-    """The outermost middleware: request id, the error envelope, metrics, the access line.
+    """The one middleware: request id, the guards, the error envelope, metrics, the access line.
 
     HANDLERS holds the tasks of the requests being served, for a bounded shutdown.
     """
@@ -197,9 +204,8 @@ def build_request_context(
         task = asyncio.current_task()
         if task is not None:
             handlers.add(task)
-        metrics.in_flight.inc()
         try:
-            response = await handler(request)
+            response = admit(policy, request) or await handler(request)
         except ProxyError as exc:
             log.warning("request %s: %s %s", request_id, exc.code, exc.detail)
             response = error_response(exc, request_id)
@@ -211,7 +217,6 @@ def build_request_context(
                 _log_access(request, 499, request.get(BYTES_OUT, 0), started)
             raise
         finally:
-            metrics.in_flight.dec()
             handlers.discard(task)
         if response.prepared:  # streamed: the whole answer has been written
             bytes_out = request.get(BYTES_OUT, 0)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -175,34 +174,36 @@ def build_preflight_response(policy: GuardPolicy, request: web.Request) -> web.R
     )
 
 
-def build_guard_middleware(policy: GuardPolicy) -> Middleware:
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[TARGET] = parse_request_target(policy, request.raw_path)
-        host = request.headers.get("Host")
-        if host is not None and not is_host_allowed(policy, host):
-            raise ProxyError(
-                403,
-                "host_not_allowed",
-                f"Host {host[:200]!r} is not in security.allowed_hosts (a DNS-rebinding guard); "
-                "add it there if this name is yours",
-            )
-        origin = check_browser_origin(policy, request.headers)
-        if origin is not None:
-            request[CORS_ORIGIN] = origin
-            if is_preflight(request):
-                return build_preflight_response(policy, request)
-        needs_key = bool(policy.api_keys) and request.path != HEALTH_PATH
-        if needs_key and not has_valid_proxy_key(policy, request.headers.get(PROXY_KEY_HEADER)):
-            raise ProxyError(
-                401,
-                "proxy_key_required",
-                f"send a valid {PROXY_KEY_HEADER} header (one of security.api_keys)",
-            )
-        check_method_and_path(policy, request.method, request.path, request[TARGET].split("?")[0])
-        return await handler(request)
+def admit(policy: GuardPolicy, request: web.Request) -> web.Response | None:
+    """Run every check on REQUEST: a ProxyError refuses it; a Response answers a preflight.
 
-    return guard
+    A plain function called by the app's one middleware, rather than a
+    middleware of its own: each middleware layer costs every request an
+    extra trip through the await chain.
+    """
+    request[TARGET] = parse_request_target(policy, request.raw_path)
+    host = request.headers.get("Host")
+    if host is not None and not is_host_allowed(policy, host):
+        raise ProxyError(
+            403,
+            "host_not_allowed",
+            f"Host {host[:200]!r} is not in security.allowed_hosts (a DNS-rebinding guard); "
+            "add it there if this name is yours",
+        )
+    origin = check_browser_origin(policy, request.headers)
+    if origin is not None:
+        request[CORS_ORIGIN] = origin
+        if is_preflight(request):
+            return build_preflight_response(policy, request)
+    needs_key = bool(policy.api_keys) and request.path != HEALTH_PATH
+    if needs_key and not has_valid_proxy_key(policy, request.headers.get(PROXY_KEY_HEADER)):
+        raise ProxyError(
+            401,
+            "proxy_key_required",
+            f"send a valid {PROXY_KEY_HEADER} header (one of security.api_keys)",
+        )
+    check_method_and_path(policy, request.method, request.path, request[TARGET].split("?")[0])
+    return None
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
