@@ -110,6 +110,7 @@ def build_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:
         auto_decompress=False,  # compressed bodies pass through as bytes
         cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
         skip_auto_headers=_AUTO_HEADERS_TO_SKIP,
+        read_bufsize=256 * 1024,  # flow-control window per upstream connection
     )
 
 

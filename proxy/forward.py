@@ -44,7 +44,7 @@ _REQUEST_ONLY: Final = frozenset(
     {"host", "authorization", "expect", "x-proxy-key", "http2-settings"}
 )
 REQUEST_ID_HEADER: Final = "X-Request-Id"
-STREAM_CHUNK_BYTES: Final = 256 * 1024
+STREAM_CHUNK_BYTES: Final = 1024 * 1024
 RETRIED: Final = web.RequestKey("RETRIED", bool)  # the request was replayed after a 401
 UPSTREAM_SECONDS: Final = web.RequestKey("UPSTREAM_SECONDS", float)  # until response headers
 BYTES_IN: Final = web.RequestKey("BYTES_IN", int)
