@@ -25,6 +25,7 @@ RESERVED_PREFIX: Final = "/_proxy/"
 HEALTH_PATH: Final = "/_proxy/health"
 PROXY_KEY_HEADER: Final = "X-Proxy-Key"
 READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_AMBIGUOUS_PATH: Final = re.compile(r"%2e|%2f|%5c|\\|/\.\.?(?:/|$)", re.IGNORECASE)
 _SAFE_FETCH_SITES: Final = frozenset({"", "none", "same-origin"})
 _EXPOSED_HEADERS: Final = f"X-Request-Id, {ERROR_HEADER}"
 
@@ -136,15 +137,27 @@ def has_valid_proxy_key(policy: GuardPolicy, offered: str | None) -> bool:
     return matched
 
 
-def check_method_and_path(policy: GuardPolicy, method: str, path: str, raw_path: str) -> None:
+def check_method_and_path(
+    policy: GuardPolicy, method: str, path: str, raw_path: str, *, reserved: bool
+) -> None:
+    """read_only, then the path rules (for forwarded paths; RESERVED ones are the proxy's)."""
     if policy.read_only and method not in READ_ONLY_METHODS:
         raise ProxyError(
             405,
             "method_not_allowed",
             f"{method} refused: security.read_only allows only GET, HEAD and OPTIONS",
         )
-    if path.startswith(RESERVED_PREFIX):
+    if reserved or not (policy.allow_paths or policy.deny_paths):
         return
+    if _AMBIGUOUS_PATH.search(raw_path):
+        # Encoded dots or slashes and dot segments read differently along the way
+        # (here, at gateways, at Criteo): under path rules, only plain paths pass.
+        raise ProxyError(
+            403,
+            "path_not_allowed",
+            "paths with dot segments or encoded '.', '/' or '\\' are refused while "
+            "security.allow_paths / deny_paths are set",
+        )
     if policy.allow_paths and not any(p.search(path) for p in policy.allow_paths):
         raise ProxyError(403, "path_not_allowed", f"{path} matches none of security.allow_paths")
     for pattern in policy.deny_paths:
@@ -195,14 +208,24 @@ def admit(policy: GuardPolicy, request: web.Request) -> web.Response | None:
         request[CORS_ORIGIN] = origin
         if is_preflight(request):
             return build_preflight_response(policy, request)
-    needs_key = bool(policy.api_keys) and request.path != HEALTH_PATH
+    # Which route answers decides what is reserved, never a decoded path: /_proxy%2Fhealth
+    # is not the health route, it would be forwarded (with the token).
+    resource = request.match_info.route.resource
+    route_path = resource.canonical if resource is not None else ""
+    needs_key = bool(policy.api_keys) and route_path != HEALTH_PATH
     if needs_key and not has_valid_proxy_key(policy, request.headers.get(PROXY_KEY_HEADER)):
         raise ProxyError(
             401,
             "proxy_key_required",
             f"send a valid {PROXY_KEY_HEADER} header (one of security.api_keys)",
         )
-    check_method_and_path(policy, request.method, request.path, request[TARGET].split("?")[0])
+    check_method_and_path(
+        policy,
+        request.method,
+        request.path,
+        request[TARGET].split("?")[0],
+        reserved=route_path.startswith(RESERVED_PREFIX),
+    )
     return None
 
 

@@ -475,3 +475,41 @@ async def test_loopback_bind_does_not_warn(start_cli_server: Any, criteo_url: st
     server = await start_cli_server("--port", "0", "--upstream", criteo_url, env=env)
     assert await server.stop() == 0
     assert not any("without security.api_keys" in line for line in server.stderr_lines)
+
+
+async def test_an_encoded_reserved_path_is_not_the_health_route_and_needs_the_key(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    """/_proxy%2Fhealth is routed to the forwarder, so it must not inherit health's exemption."""
+    proxy = await start_proxy(security={"api_keys": ["k1"]})
+    resp = await raw_request(
+        proxy.port,
+        b"POST /_proxy%2Fhealth?x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+    )
+    assert resp.status == 401
+    assert resp.headers["x-criteo-proxy-error"] == "proxy_key_required"
+    assert criteo.requests == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/_proxy%2F..%2F2025-10%2Fstatistics%2Freport",
+        "/2025-10/echo/%2e%2e/%2e%2e/2025-10/statistics/report",
+        "/2025-10/echo/../statistics/report",
+        "/2025-10/echo%2F..%2Fstatistics/report",
+    ],
+)
+async def test_encoded_or_dot_segment_paths_cannot_slip_past_path_rules(
+    start_proxy: StartProxy, criteo: FakeCriteo, target: str
+) -> None:
+    proxy = await start_proxy(
+        security={"allow_paths": ["^/2025-10/echo/", "^/_proxy"], "deny_paths": ["statistics"]}
+    )
+    resp = await raw_request(
+        proxy.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+    )
+    assert resp.status == 403
+    assert resp.headers["x-criteo-proxy-error"] == "path_not_allowed"
+    assert criteo.requests == []
+    assert (await proxy.get("/2025-10/echo/plain")).status == 200
