@@ -27,6 +27,9 @@ RESET_HEADER: Final = "x-ratelimit-reset"
 # Released this long after the announced reset: our clock and Criteo's differ a little,
 # and a request that arrives a hair early is a certain 429.
 _RESET_MARGIN_SECONDS: Final = 0.1
+# How long requests wait for the answer that will tell them the window, when none is
+# known yet (the first answer, or the first after a reset): then they go anyway.
+_ANSWER_WAIT_SECONDS: Final = 1.0
 
 # Criteo meters report endpoints apart from the rest (40 vs 250 calls a minute).
 _REPORT_MARKERS: Final = ("/statistics/", "/reports", "/report")
@@ -119,25 +122,48 @@ class Window:
         if not self._waiters and self._may_send():
             self._note_send()
             return 0.0
-        if self.wait_seconds() > max_wait_seconds:
+        if self._knows_reset() and self.wait_seconds() > max_wait_seconds:
             raise RateLimited(self._reset_at())
-        started = time.monotonic()
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + max_wait_seconds
+        waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
         self._schedule_release()
         try:
-            async with asyncio.timeout(max_wait_seconds):
-                await waiter
-        except BaseException as exc:  # a timeout, or a client that went away (cancelled)
+            while not waiter.done():
+                # Waiting for an answer (no reset known) is short: then the request goes
+                # anyway, as before the first answer. Waiting for a known reset is bounded
+                # by max_wait, past which the client gets a 429 at once.
+                knows_reset = self._knows_reset()
+                limit = deadline if knows_reset else min(deadline, started + _ANSWER_WAIT_SECONDS)
+                try:
+                    async with asyncio.timeout_at(limit):
+                        await asyncio.shield(waiter)
+                except TimeoutError:
+                    if waiter.done():
+                        break
+                    if knows_reset and self._knows_reset():
+                        waiter.cancel()
+                        self._remove(waiter)
+                        raise RateLimited(self._reset_at()) from None
+                    if not self._knows_reset():
+                        waiter.cancel()
+                        self._remove(waiter)
+                        self._note_send()
+                        break
+        except BaseException:  # a client that went away (cancelled), or RateLimited
             if waiter.done() and not waiter.cancelled():
                 self._unsend()  # granted just now, but it will not be sent
-            else:
+            elif not waiter.done():
                 waiter.cancel()
                 self._remove(waiter)
-            if isinstance(exc, TimeoutError):
-                raise RateLimited(self._reset_at()) from None
             raise
-        return time.monotonic() - started
+        return loop.time() - started
+
+    def _knows_reset(self) -> bool:
+        state = self._state
+        return state is not None and math.isfinite(state.reset_at)
 
     def _reset_at(self) -> float:
         state = self._state
