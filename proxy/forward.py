@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
@@ -159,27 +159,29 @@ class RequestBody:
                 raise _body_too_large(max_body_bytes)
         return cls(request.content, chunks, complete=False, max_body_bytes=max_body_bytes)
 
-    def payload(self) -> bytes | AsyncIterator[bytes] | None:
+    def payload(self, on_progress: Callable[[], None]) -> bytes | AsyncIterator[bytes] | None:
+        """What to send upstream; ON_PROGRESS is called per chunk handed over, and at the end."""
         if self.replayable:
             # None, not b"": aiohttp would add "Content-Length: 0" to a bodiless GET.
             return b"".join(self._prefix) if self._prefix else None
         if self._consumed:
             raise RuntimeError("a streamed body can be sent only once")
         self._consumed = True
-        return self._stream()
+        return self._stream(on_progress)
 
-    async def _stream(self) -> AsyncIterator[bytes]:
+    async def _stream(self, on_progress: Callable[[], None]) -> AsyncIterator[bytes]:
         for chunk in self._prefix:
             yield chunk
         self._prefix = []
-        if self._content is None:
-            return
-        async for chunk in self._content.iter_chunked(STREAM_CHUNK_BYTES):
-            self.size += len(chunk)
-            if self._max_body_bytes is not None and self.size > self._max_body_bytes:
-                self.too_large = True
-                raise _body_too_large(self._max_body_bytes)
-            yield chunk
+        if self._content is not None:
+            async for chunk in self._content.iter_chunked(STREAM_CHUNK_BYTES):
+                self.size += len(chunk)
+                if self._max_body_bytes is not None and self.size > self._max_body_bytes:
+                    self.too_large = True
+                    raise _body_too_large(self._max_body_bytes)
+                on_progress()
+                yield chunk
+        on_progress()
 
 
 async def send_continue_if_expected(request: web.Request) -> None:
@@ -321,12 +323,20 @@ class Forwarder:
         answer: CIMultiDictProxy[str] | None = None
         try:
             with upstream_errors(url, f"upstream.response_timeout ({timeout_seconds:g} s)"):
-                async with asyncio.timeout(timeout_seconds):
+                # response_timeout counts from the last body chunk handed over: a large
+                # upload takes as long as it needs while it moves, then Criteo has the
+                # full time to answer; a stall at any point is bounded.
+                loop = asyncio.get_running_loop()
+                async with asyncio.timeout(timeout_seconds) as deadline:
+
+                    def restart_deadline() -> None:
+                        deadline.reschedule(loop.time() + timeout_seconds)
+
                     response = await self._session.request(
                         request.method,
                         url,
                         headers=headers,
-                        data=body.payload(),
+                        data=body.payload(on_progress=restart_deadline),
                         allow_redirects=False,  # a 3xx is the client's to follow
                         proxy=self._settings.http_proxy,
                     )

@@ -1006,3 +1006,24 @@ async def test_fifty_concurrent_clients_share_one_token(
     assert len(criteo.requests) == 50
     assert len(criteo.token_requests) == 1
     assert len({request.token for request in criteo.requests}) == 1
+
+
+async def test_a_steady_upload_longer_than_response_timeout_is_not_cut(
+    start_proxy: Any, criteo: FakeCriteo
+) -> None:
+    """response_timeout bounds the wait for Criteo's answer and stalls, not a moving upload."""
+    proxy = await start_proxy(upstream={"response_timeout": 0.5}, retry={"body_limit": 10})
+    chunks = [b"x" * 1000] * 6
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            await asyncio.sleep(0.15)  # the client's own pace: 0.9 s in all
+            yield chunk
+
+    resp = await proxy.put(
+        "/2025-10/echo/upload",
+        data=slow_body(),
+        headers={"Content-Length": str(sum(map(len, chunks)))},
+    )
+    assert resp.status == 200
+    assert (await resp.json())["bodyLength"] == 6000
