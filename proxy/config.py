@@ -322,11 +322,6 @@ def _validate(config: Config) -> None:
         _validate_ca_file(upstream.ca_file)
 
     credentials = config.credentials
-    if credentials.grant_type == "authorization_code" and not credentials.redirect_uri:
-        raise ConfigError(
-            "credentials.redirect_uri: required with grant_type authorization_code "
-            "(the redirect URI declared in your Criteo app)"
-        )
     if credentials.redirect_uri is not None:
         _validate_http_url("credentials.redirect_uri", credentials.redirect_uri)
 

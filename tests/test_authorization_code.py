@@ -787,13 +787,15 @@ async def test_an_unusable_token_store_at_start_is_exit_2_with_one_line_naming_f
 
 
 @pytest.mark.parametrize(
-    ("command", "status"),
-    [((), 2), (("check",), 1), (("token",), 2)],
-    ids=["run", "check", "token"],
+    "step",
+    [("--print-url",), ("--code=some-code",)],
+    ids=["print-url", "code"],
 )
-async def test_authorization_code_without_redirect_uri_is_a_one_line_config_error(
-    command: tuple[str, ...], status: int, tmp_path: Path, criteo_url: str, criteo: FakeCriteo
+async def test_authorize_without_any_redirect_uri_is_a_one_line_error_naming_the_flag(
+    step: tuple[str, ...], tmp_path: Path, criteo_url: str, criteo: FakeCriteo
 ) -> None:
+    """The config may omit credentials.redirect_uri (the server never sends it); authorize
+    then needs --redirect-uri, and says so in one line."""
     config_file = tmp_path / "criteo-proxy.yaml"
     config_file.write_text(
         json.dumps(
@@ -803,13 +805,12 @@ async def test_authorization_code_without_redirect_uri_is_a_one_line_config_erro
                     "grant_type": "authorization_code",
                     "token_store": str(tmp_path / "tokens.json"),
                 },
-                "listen": {"port": 0},
             }
         ),
         encoding="utf-8",
     )
 
-    result = await run_to_exit(*command, "--config", str(config_file), env=demo_env())
+    result = await run_to_exit("authorize", *step, "--config", str(config_file), env=demo_env())
 
-    assert_one_line_error(result, status, "credentials.redirect_uri")
+    assert_one_line_error(result, 2, "--redirect-uri")
     assert criteo.token_requests == []

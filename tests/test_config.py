@@ -477,11 +477,6 @@ BAD_VALUES = [
         "credentials.grant_type",
         id="grant type not supported",
     ),
-    pytest.param(
-        {"credentials": {"grant_type": "authorization_code"}},
-        "credentials.redirect_uri",
-        id="authorization_code without redirect_uri",
-    ),
     pytest.param({"logging": {"level": "verbose"}}, "logging.level", id="log level unknown"),
     pytest.param({"logging": {"format": "xml"}}, "logging.format", id="log format unknown"),
 ]
