@@ -70,10 +70,12 @@ def build_app(config: Config, *, clock: Callable[[], float] = time.monotonic) ->
     app[HANDLERS] = handlers
     metrics.in_flight.set_function(lambda: len(handlers))
     app.cleanup_ctx.append(upstream_context)
-    app.router.add_get("/_proxy/health", health)
-    app.router.add_get("/_proxy/ready", ready)
-    app.router.add_get("/_proxy/metrics", metrics_endpoint)
-    app.router.add_route("*", "/_proxy/{tail:.*}", reserved_not_found)
+    # Expect is answered by us after the guards, on every route (aiohttp would answer
+    # 100 Continue, or 417, before any middleware runs).
+    app.router.add_get("/_proxy/health", health, expect_handler=defer_expect)
+    app.router.add_get("/_proxy/ready", ready, expect_handler=defer_expect)
+    app.router.add_get("/_proxy/metrics", metrics_endpoint, expect_handler=defer_expect)
+    app.router.add_route("*", "/_proxy/{tail:.*}", reserved_not_found, expect_handler=defer_expect)
     app.router.add_route("*", "/{tail:.*}", forward_request, expect_handler=defer_expect)
     return app
 
@@ -247,10 +249,7 @@ def _log_access(request: web.Request, status: int, bytes_out: int, started: floa
 
 
 async def defer_expect(request: web.Request) -> None:
-    """Answer ``Expect: 100-continue`` later, once the request has been admitted."""
-    expect = request.headers.get("Expect", "")
-    if expect.lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+    """Answer nothing yet: the forwarder answers ``Expect`` once the guards admitted it."""
 
 
 async def forward_request(request: web.Request) -> web.StreamResponse:

@@ -143,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
     command: str = args.command or "run"
+    if unknown:  # reported by us, so that check keeps its "1 on any failure"
+        status = EXIT_FAILURE if command == "check" else EXIT_CONFIG_ERROR
+        _fail(f"unrecognized arguments: {' '.join(unknown)} (see {PROG} --help)", status)
     runner: Callable[[argparse.Namespace], int] = _COMMANDS[command]
     try:
         status = runner(args)

@@ -34,7 +34,8 @@ def parse_landing_url(landed: str, *, expected_state: str | None = None) -> Land
         url = None
     if url is None or not url.scheme or not url.host:
         raise ConfigError(
-            f"--from-url: expected the full address the browser landed on, got {landed[:80]!r}"
+            "--from-url: expected the full address the browser landed on "
+            "(https://your.redirect/?code=...&state=...)"
         )
     error = url.query.get("error")
     if error:

@@ -185,11 +185,14 @@ class RequestBody:
 
 
 async def send_continue_if_expected(request: web.Request) -> None:
-    """Answer ``Expect: 100-continue`` now that the request has been admitted."""
-    expect = request.headers.get("Expect", "")
-    if request.version >= aiohttp.HttpVersion11 and expect.lower() == "100-continue":
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
+    """Answer ``Expect`` now that the request has been admitted: 100 Continue, or 417."""
+    expect = request.headers.get("Expect")
+    if expect is None or request.version < aiohttp.HttpVersion11:
+        return
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect[:100]}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0
 
 
 def _body_too_large(limit: int) -> ProxyError:

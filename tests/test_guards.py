@@ -513,3 +513,29 @@ async def test_encoded_or_dot_segment_paths_cannot_slip_past_path_rules(
     assert resp.headers["x-criteo-proxy-error"] == "path_not_allowed"
     assert criteo.requests == []
     assert (await proxy.get("/2025-10/echo/plain")).status == 200
+
+
+async def test_expect_100_continue_on_a_reserved_path_waits_for_the_guards(
+    start_proxy: StartProxy,
+) -> None:
+    """No 100 Continue before the inbound key is checked, on /_proxy/* as everywhere."""
+    proxy = await start_proxy(security={"api_keys": ["k1"]})
+    resp = await raw_request(
+        proxy.port,
+        b"POST /_proxy/x HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 5\r\n\r\n",
+    )
+    assert resp.status == 401  # the first status line is the refusal, not 100 Continue
+    assert resp.headers["x-criteo-proxy-error"] == "proxy_key_required"
+
+
+async def test_an_unknown_expect_from_a_foreign_host_is_refused_by_the_host_guard(
+    proxy: TestClient[Any, Any],
+) -> None:
+    resp = await raw_request(
+        proxy.port,
+        b"POST /2025-10/echo/x HTTP/1.1\r\nHost: evil.example\r\nExpect: something\r\n"
+        b"Content-Length: 2\r\n\r\nhi",
+    )
+    assert resp.status == 403
+    assert resp.headers["x-criteo-proxy-error"] == "host_not_allowed"
