@@ -298,5 +298,6 @@ async def reserved_not_found(request: web.Request) -> web.Response:
     raise ProxyError(
         404,
         "not_found",
-        f"{request.path} is reserved for the proxy; it serves /_proxy/health and /_proxy/ready",
+        f"{request.path} is reserved for the proxy; it serves /_proxy/health, /_proxy/ready "
+        "and /_proxy/metrics",
     )

@@ -334,6 +334,12 @@ def _validate(config: Config) -> None:
     _require_positive("rate_limit.max_wait", config.rate_limit.max_wait, allow_zero=True)
 
     security = config.security
+    for i, host in enumerate(security.allowed_hosts):
+        if parse_host(host) is None:
+            raise ConfigError(
+                f"security.allowed_hosts[{i}]: expected a host name or address with an "
+                f"optional port (e.g. criteo-proxy or [::1]:8080), got {host!r}"
+            )
     for i, origin in enumerate(security.allowed_origins):
         if parse_origin(origin) is None:
             raise ConfigError(
@@ -401,6 +407,21 @@ def _read_secret_file(path: str) -> str:
     return secret
 
 
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """``Host``-style ``name[:port]`` / ``[v6][:port]`` -> (lower-case host, port or None)."""
+    if not value or any(c in value for c in "/?#@\\ \t"):
+        return None
+    try:
+        url = URL(f"http://{value}")
+        host = url.raw_host
+        port = url.explicit_port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return host.lower(), port
+
+
 def parse_origin(origin: str) -> str | None:
     """``scheme://host[:port]`` normalised (host lower-case), or None if it is not one."""
     try:
@@ -419,16 +440,19 @@ def parse_origin(origin: str) -> str | None:
 
 
 def _validate_http_url(key: str, value: str) -> None:
+    shown = repr(value) if "@" not in value else "a URL with user info (not shown)"
     try:
         url = URL(value)
     except ValueError:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(
-            f"{key}: expected an http(s) URL such as https://api.criteo.com, got {value!r}"
+            f"{key}: expected an http(s) URL such as https://api.criteo.com, got {shown}"
         )
+    if url.user is not None or url.password is not None:
+        raise ConfigError(f"{key}: must not carry user:password; the proxy adds the credentials")
     if url.query_string or url.fragment:
-        raise ConfigError(f"{key}: must not carry a query or fragment, got {value!r}")
+        raise ConfigError(f"{key}: must not carry a query or fragment, got {shown}")
 
 
 def _validate_ca_file(path: str) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import aiohttp
@@ -49,6 +50,7 @@ RETRIED: Final = web.RequestKey("RETRIED", bool)  # the request was replayed aft
 UPSTREAM_SECONDS: Final = web.RequestKey("UPSTREAM_SECONDS", float)  # until response headers
 BYTES_IN: Final = web.RequestKey("BYTES_IN", int)
 BYTES_OUT: Final = web.RequestKey("BYTES_OUT", int)
+_API_VERSION: Final = re.compile(r"\d{4}-\d{2}|preview|legacy|experimental")
 # Bodies of known length up to this size are read whole and sent in one write.
 SMALL_BODY_BYTES: Final = 64 * 1024
 _OAUTH_PREFIX: Final = "/oauth2/"
@@ -60,7 +62,8 @@ class ForwardSettings:
     retry_body_limit_bytes: int
     max_body_bytes: int | None
     response_timeout_seconds: float
-    http_proxy: str | None = None  # from HTTPS_PROXY / HTTP_PROXY, NO_PROXY applied
+    # from HTTPS_PROXY / HTTP_PROXY, NO_PROXY applied; may carry proxy credentials
+    http_proxy: str | None = field(default=None, repr=False)
 
 
 def build_upstream_url(upstream_url: str, path_and_query: str) -> URL:
@@ -463,8 +466,10 @@ class Forwarder:
         """Deprecation / Sunset: counted every time, logged once per API version."""
         if "Deprecation" not in headers and "Sunset" not in headers:
             return
-        version = path_and_query.lstrip("/").split("/", 1)[0].split("?", 1)[0] or "-"
-        self._metrics.deprecations.labels(version[:32]).inc()
+        version = path_and_query.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+        if not _API_VERSION.fullmatch(version):
+            version = "other"  # bounded labels, whatever the paths
+        self._metrics.deprecations.labels(version).inc()
         if version in self._deprecated_versions_seen:
             return
         self._deprecated_versions_seen.add(version)

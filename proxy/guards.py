@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .config import SecurityConfig, parse_origin
+from .config import SecurityConfig, parse_host, parse_origin
 from .errors import ERROR_HEADER, ProxyError
 
 RESERVED_PREFIX: Final = "/_proxy/"
@@ -42,7 +42,7 @@ class GuardPolicy:
     read_only: bool
     allow_paths: tuple[re.Pattern[str], ...]
     deny_paths: tuple[re.Pattern[str], ...]
-    api_keys: tuple[bytes, ...]
+    api_keys: tuple[bytes, ...] = field(repr=False)
 
     @classmethod
     def from_config(cls, security: SecurityConfig) -> GuardPolicy:
@@ -57,21 +57,6 @@ class GuardPolicy:
             deny_paths=tuple(re.compile(p) for p in security.deny_paths),
             api_keys=tuple(key.reveal().encode() for key in security.api_keys),
         )
-
-
-def parse_host(value: str) -> tuple[str, int | None] | None:
-    """``Host``-style ``name[:port]`` / ``[v6][:port]`` -> (lower-case host, port or None)."""
-    if not value or any(c in value for c in "/?#@\\ \t"):
-        return None
-    try:
-        url = URL(f"http://{value}")
-        host = url.raw_host
-        port = url.explicit_port
-    except ValueError:
-        return None
-    if not host:
-        return None
-    return host.lower(), port
 
 
 def is_host_allowed(policy: GuardPolicy, host_header: str) -> bool:

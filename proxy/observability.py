@@ -294,11 +294,12 @@ class Metrics:
         )
 
     def count_request(self, method: str, status: int, bytes_in: int, bytes_out: int) -> None:
-        key = (method, status // 100)
+        # Keyed by the label, not the raw method: a client inventing methods must not
+        # grow this cache. labels() is called once per (method, status class).
+        key = (method if method in _KNOWN_METHODS else "other", status // 100)
         counter = self._request_counters.get(key)
-        if counter is None:  # labels() once per (method, status class), not per request
-            label = method if method in _KNOWN_METHODS else "other"
-            counter = self._request_counters[key] = self.requests.labels(label, f"{key[1]}xx")
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(key[0], f"{key[1]}xx")
         counter.inc()
         if bytes_in:
             self.request_bytes.inc(bytes_in)

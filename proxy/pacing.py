@@ -32,7 +32,7 @@ _RESET_MARGIN_SECONDS: Final = 0.1
 _ANSWER_WAIT_SECONDS: Final = 1.0
 
 # Criteo meters report endpoints apart from the rest (40 vs 250 calls a minute).
-_REPORT_MARKERS: Final = ("/statistics/", "/reports", "/report")
+_REPORT_MARKERS: Final = ("/statistics/", "/report")
 
 
 class RateLimited(Exception):

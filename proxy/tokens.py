@@ -137,7 +137,16 @@ class AuthorizationCodeGrant:
                 "the token endpoint gave no refresh token for the code: is this an "
                 "authorization-code app?",
             )
-        await asyncio.to_thread(self.store.save, self.client_id, token.refresh_token)
+        try:
+            await asyncio.to_thread(self.store.save, self.client_id, token.refresh_token)
+        except OSError as exc:
+            raise TokenError(
+                502,
+                "token_request_failed",
+                f"could not write {self.store.path} ({exc.strerror or exc}): the code is now "
+                "spent; fix the path or its permissions, then run `criteo-proxy authorize "
+                "--print-url` again",
+            ) from exc
 
 
 class RefreshTokenGrant:
@@ -231,7 +240,6 @@ class TokenProvider:
         self._last_error: TokenError | None = None
         self._failures = 0
         self._retry_at = 0.0
-        self.fetch_count = 0
 
     @property
     def last_error(self) -> TokenError | None:
@@ -287,7 +295,6 @@ class TokenProvider:
         self._inflight = None
 
     async def _fetch(self) -> Token | TokenError:
-        self.fetch_count += 1
         try:
             token = await self._request_token()
             await self._grant.remember(token)

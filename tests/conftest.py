@@ -86,8 +86,8 @@ def make_config(criteo_url: str) -> Callable[..., Config]:
 class ProductionTestServer(TestServer):
     """A TestServer that serves with the proxy's own server options.
 
-    aiohttp's TestServer forces handler_cancellation=True; production runs
-    without it, and the proxy's handling of clients that leave depends on that.
+    aiohttp's TestServer imposes its own (handler_cancellation=True, no header
+    timeout, aiohttp's default limits); the tests must see the server users run.
     """
 
     def __init__(self, app: web.Application, options: dict[str, Any]) -> None:

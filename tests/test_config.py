@@ -368,6 +368,11 @@ def test_no_file_and_no_environment_is_an_error() -> None:
 
 BAD_VALUES = [
     # pytest.param(sections, the key the message must start with, id=...)
+    pytest.param(
+        {"security": {"allowed_hosts": ["localhost", "http://criteo-proxy/"]}},
+        "security.allowed_hosts[1]",
+        id="allowed host that is a URL",
+    ),
     pytest.param({"listn": {"port": 1}}, "listn", id="unknown top-level key"),
     pytest.param(
         {"upstream": {"respnse_timeout": 5}}, "upstream.respnse_timeout", id="unknown nested key"
@@ -681,3 +686,11 @@ def test_secret_is_redacted_everywhere_but_reveal() -> None:
     assert secret != SECRET  # never equal to the bare string, so no accidental comparisons
     assert secret
     assert not Secret("")
+
+
+def test_a_url_with_user_info_is_refused_without_showing_it() -> None:
+    """A password in upstream.url would otherwise break every request (and leak in errors)."""
+    raw = with_credentials(upstream={"url": "https://user:hunter2-pw@api.criteo.com"})
+    message = config_error(parse_config, raw, environ={})
+    assert message.startswith("upstream.url:")
+    assert "hunter2-pw" not in message

@@ -902,3 +902,16 @@ async def test_a_download_cut_by_shutdown_still_gets_its_access_line(
     assert code == 0, server.stderr
     access_lines = [line for line in server.stderr_lines if ACCESS_LOGGER in line]
     assert any("id=stuck-1" in line for line in access_lines), server.stderr
+
+
+async def test_deprecation_labels_stay_bounded_whatever_the_first_path_segment(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    """Only YYYY-MM, preview, legacy and experimental become version labels; others are 'other'."""
+    for i in range(5):
+        criteo.deprecated_versions[f"junk{i}"] = "Thu, 31 Jul 2025 00:00:00 GMT"
+        assert (await proxy.get(f"/junk{i}/echo/x")).status == 200
+    text = await scrape(proxy)
+    deprecated = "criteo_proxy_deprecated_responses_total"
+    assert sample(text, deprecated, version="other") == 5
+    assert "junk" not in text
