@@ -20,6 +20,7 @@ from yarl import URL
 from .config import Config, ConfigError, CredentialsConfig, UpstreamConfig
 from .errors import ProxyError, error_response
 from .forward import (
+    ABORTED,
     BYTES_IN,
     BYTES_OUT,
     REQUEST_ID_HEADER,
@@ -221,15 +222,18 @@ def build_request_context(
             raise
         finally:
             handlers.discard(task)
+        status = response.status
         if response.prepared:  # streamed: the whole answer has been written
             bytes_out = request.get(BYTES_OUT, 0)
+            if request.get(ABORTED, False):
+                status = 502  # the client saw a broken transfer: count and log it as one
         else:
             response.headers[REQUEST_ID_HEADER] = request_id
             body = response.body if isinstance(response, web.Response) else None
             bytes_out = len(body) if isinstance(body, bytes) else 0
-        metrics.count_request(request.method, response.status, request.get(BYTES_IN, 0), bytes_out)
+        metrics.count_request(request.method, status, request.get(BYTES_IN, 0), bytes_out)
         if access_log_enabled:
-            _log_access(request, response.status, bytes_out, started)
+            _log_access(request, status, bytes_out, started)
         return response
 
     return request_context

@@ -49,6 +49,7 @@ STREAM_CHUNK_BYTES: Final = 1024 * 1024
 RETRIED: Final = web.RequestKey("RETRIED", bool)  # the request was replayed after a 401
 UPSTREAM_SECONDS: Final = web.RequestKey("UPSTREAM_SECONDS", float)  # until response headers
 BYTES_IN: Final = web.RequestKey("BYTES_IN", int)
+ABORTED: Final = web.RequestKey("ABORTED", bool)  # upstream failed after the status was sent
 BYTES_OUT: Final = web.RequestKey("BYTES_OUT", int)
 _API_VERSION: Final = re.compile(r"\d{4}-\d{2}|preview|legacy|experimental")
 # Bodies of known length up to this size are read whole and sent in one write.
@@ -429,6 +430,7 @@ class Forwarder:
                     describe(exc),
                 )
                 abort_client(request)
+                request[ABORTED] = True
                 return response
             if not chunk:
                 break

@@ -22,6 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from .config import LogFormat, LogLevel
 
 _MAX_REQUEST_ID_LENGTH: Final = 128
+_MAX_BUFFERED_LINES: Final = 100_000
 # A query value is masked when its key contains one of these (access_token, api_key, code...).
 _SECRET_QUERY_KEY: Final = re.compile(r"token|secret|password|key|code|auth", re.IGNORECASE)
 _KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -95,7 +96,8 @@ class BatchingStreamHandler(logging.Handler):
     def __init__(self, stream: TextIO, interval_seconds: float = 0.05) -> None:
         super().__init__()
         self._stream = stream
-        self._lines: collections.deque[str] = collections.deque()
+        # Bounded: if stderr blocks for good, the oldest lines go, not the memory.
+        self._lines: collections.deque[str] = collections.deque(maxlen=_MAX_BUFFERED_LINES)
         self._interval_seconds = interval_seconds
         self._stopped = threading.Event()
         self._writer = threading.Thread(target=self._write_batches, name="log-writer", daemon=True)
@@ -119,8 +121,11 @@ class BatchingStreamHandler(logging.Handler):
         lines = self._lines
         batch = [lines.popleft() for _ in range(len(lines))]
         if batch:
-            self._stream.write("".join(batch))
-            self._stream.flush()
+            try:
+                self._stream.write("".join(batch))
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr is gone (closed pipe): nowhere left to say so; keep running
 
     def close(self) -> None:
         self._stopped.set()

@@ -915,3 +915,32 @@ async def test_deprecation_labels_stay_bounded_whatever_the_first_path_segment(
     deprecated = "criteo_proxy_deprecated_responses_total"
     assert sample(text, deprecated, version="other") == 5
     assert "junk" not in text
+
+
+async def test_a_transfer_cut_by_the_upstream_is_logged_and_counted_as_a_502(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiohttp import web
+
+    async def dies(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 1_000_000
+        await response.prepare(request)
+        await response.write(b"x" * 100_000)
+        assert request.transport is not None
+        request.transport.abort()
+        raise asyncio.CancelledError
+
+    criteo.handlers["/2025-10/dies"] = dies
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    resp = await proxy.get("/2025-10/dies")
+    assert resp.status == 200  # the status line had gone before the upstream failed
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+    async with asyncio.timeout(5):
+        while not access_records(caplog):  # noqa: ASYNC110 - the line follows the handler
+            await asyncio.sleep(0.01)
+    (record,) = access_records(caplog)
+    assert access_fields(record)["status"] == 502
+    text = await scrape(proxy)
+    assert sample(text, "criteo_proxy_requests_total", method="GET", status_class="5xx") == 1
