@@ -291,19 +291,19 @@ class Forwarder:
         """A 429 means Criteo did not process the request: replay it once, after the reset."""
         self._metrics.rate_limited.labels("seen").inc()
         pacer = self._pacer
-        wait = pacer.seconds_until_reset(upstream.headers) if pacer.enabled else None
-        if wait is None or wait > pacer.max_wait_seconds or not body.replayable:
-            log.warning(
-                "request %s: Criteo answered 429; passed on (%s)",
-                request_id,
-                "pacing is off"
-                if not pacer.enabled
-                else "the body is too large to replay"
-                if not body.replayable
-                else "no reset in the answer"
-                if wait is None
-                else f"the window resets in {wait:.0f} s, beyond rate_limit.max_wait",
-            )
+        wait = pacer.seconds_until_reset(upstream.headers)
+        if not pacer.enabled:
+            why_not = "pacing is off"
+        elif not body.replayable:
+            why_not = "the body is too large to replay"
+        elif wait is None:
+            why_not = "no reset in the answer"
+        elif wait > pacer.max_wait_seconds:
+            why_not = f"the window resets in {wait:.0f} s, beyond rate_limit.max_wait"
+        else:
+            why_not = ""
+        if why_not:
+            log.warning("request %s: Criteo answered 429; passed on (%s)", request_id, why_not)
             return upstream
         upstream.release()
         self._metrics.rate_limited.labels("retried").inc()
