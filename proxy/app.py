@@ -40,7 +40,6 @@ log = logging.getLogger("criteo_proxy.app")
 CONFIG: Final = web.AppKey("CONFIG", Config)
 Clock = Callable[[], float]
 CLOCK: Final[web.AppKey[Clock]] = web.AppKey("CLOCK")
-SESSION: Final = web.AppKey("SESSION", aiohttp.ClientSession)
 TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
 FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
 METRICS: Final = web.AppKey("METRICS", Metrics)
@@ -56,7 +55,7 @@ def compact_json(value: object) -> str:
 _AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
-def build_app(config: Config, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
+def build_app(config: Config, *, clock: Clock = time.monotonic) -> web.Application:
     metrics = Metrics()
     policy = GuardPolicy.from_config(config.security)
     handlers: set[asyncio.Task[object]] = set()
@@ -136,7 +135,7 @@ def build_token_provider(
     config: Config,
     session: aiohttp.ClientSession,
     *,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = time.monotonic,
     on_fetch: Callable[[bool], None] | None = None,
     grant: Grant | None = None,
 ) -> TokenProvider:
@@ -171,7 +170,6 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         response_timeout_seconds=config.upstream.response_timeout,
         http_proxy=env_proxy_for(config.upstream.url),
     )
-    app[SESSION] = session
     app[TOKENS] = tokens
     pacer = Pacer(enabled=config.rate_limit.enabled, max_wait_seconds=config.rate_limit.max_wait)
     app[METRICS].rate_limit_waiting.set_function(lambda: pacer.waiting)

@@ -44,6 +44,9 @@ HOP_BY_HOP: Final = frozenset(
 _REQUEST_ONLY: Final = frozenset(
     {"host", "authorization", "expect", "x-proxy-key", "http2-settings"}
 )
+# The sets a request's headers are filtered with, made once rather than per request.
+_DROPPED_UPSTREAM: Final = HOP_BY_HOP | _REQUEST_ONLY
+_DROPPED_UPSTREAM_OAUTH: Final = _DROPPED_UPSTREAM - {"authorization"}
 REQUEST_ID_HEADER: Final = "X-Request-Id"
 STREAM_CHUNK_BYTES: Final = 1024 * 1024
 RETRIED: Final = web.RequestKey("RETRIED", bool)  # the request was replayed after a 401
@@ -90,9 +93,10 @@ def build_upstream_headers(
     With a token, the client's own Authorization is replaced by it; without
     (``/oauth2/...``), the client's Authorization passes untouched.
     """
-    dropped = HOP_BY_HOP | _REQUEST_ONLY | connection_listed(incoming)
-    if token is None:
-        dropped = dropped - {"authorization"}
+    dropped = _DROPPED_UPSTREAM if token is not None else _DROPPED_UPSTREAM_OAUTH
+    listed = connection_listed(incoming)
+    if listed:
+        dropped = dropped | (listed - {"authorization"})
     headers = CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in dropped)
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -104,7 +108,8 @@ def build_downstream_headers(
     upstream: CIMultiDictProxy[str], *, request_id: str
 ) -> CIMultiDict[str]:
     """Criteo's response headers as the client should see them."""
-    dropped = HOP_BY_HOP | connection_listed(upstream)
+    listed = connection_listed(upstream)
+    dropped = HOP_BY_HOP | listed if listed else HOP_BY_HOP
     headers = CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in dropped)
     headers[REQUEST_ID_HEADER] = request_id
     return headers
@@ -238,6 +243,9 @@ class Forwarder:
         self._metrics = metrics
         self._pacer = pacer
         self._deprecated_versions_seen: set[str] = set()
+        self._response_timeout_label = (
+            f"upstream.response_timeout ({settings.response_timeout_seconds:g} s)"
+        )
 
     async def handle(
         self, request: web.Request, path_and_query: str, request_id: str
@@ -329,7 +337,7 @@ class Forwarder:
         started = time.perf_counter()
         answer: CIMultiDictProxy[str] | None = None
         try:
-            with upstream_errors(url, f"upstream.response_timeout ({timeout_seconds:g} s)"):
+            with upstream_errors(url, self._response_timeout_label):
                 # response_timeout counts from the last body chunk handed over: a large
                 # upload takes as long as it needs while it moves, then Criteo has the
                 # full time to answer; a stall at any point is bounded.
