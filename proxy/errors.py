@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Final, Literal
 
+import aiohttp
 from aiohttp import web
 
 ErrorCode = Literal[
@@ -82,3 +83,13 @@ def error_response(error: ProxyError, request_id: str) -> web.Response:
         content_type="application/json",
         headers={ERROR_HEADER: error.code},
     )
+
+
+def describe(exc: BaseException) -> str:
+    """A short, secret-free description of a client-side I/O failure."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS error with {exc.host}:{exc.port}: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -20,10 +20,10 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .errors import ProxyError
+from .errors import ProxyError, describe
 from .observability import Metrics
 from .pacing import Pacer, RateLimited, Window
-from .tokens import Token, TokenProvider, describe
+from .tokens import Token, TokenProvider
 
 log = logging.getLogger("criteo_proxy.forward")
 

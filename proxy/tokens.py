@@ -20,7 +20,7 @@ from cachetools import TLRUCache
 from yarl import URL
 
 from .config import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
-from .errors import ErrorCode, ProxyError
+from .errors import ErrorCode, ProxyError, describe
 from .token_store import TokenStore, TokenStoreError
 
 log = logging.getLogger("criteo_proxy.tokens")
@@ -277,11 +277,9 @@ class TokenProvider:
     async def warm_up(self) -> None:
         """Fetch a token at start; a failure is logged, never raised."""
         try:
-            token = await self.get_token()
+            await self.get_token()  # success is logged by the fetch itself
         except TokenError as exc:
             log.warning("could not obtain a token at start (requests will retry): %s", exc.detail)
-        else:
-            log.info("token ready at start, valid for %.0f s", token.expires_in_seconds)
 
     async def aclose(self) -> None:
         """Cancel a fetch in flight, so that closing the session does not fail it noisily."""
@@ -419,13 +417,3 @@ def _parse_json_object(body: bytes) -> dict[str, object] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def describe(exc: BaseException) -> str:
-    """A short, secret-free description of a client-side I/O failure."""
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return f"TLS error with {exc.host}:{exc.port}: {exc.os_error}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
