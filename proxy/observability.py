@@ -45,30 +45,44 @@ def pick_request_id(offered: str | None) -> str:
     return f"{_REQUEST_ID_PREFIX}{next(_request_counter):016x}"
 
 
+def build_json_line(
+    created: float, level: str, logger: str, message: str, fields: dict[str, object] | None
+) -> str:
+    """One log line for collectors: the shape shared by every JSON line we write."""
+    entry: dict[str, object] = {
+        "time": _utc_timestamp(created),
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    if fields:
+        entry.update(fields)
+    return json.dumps(entry, separators=(",", ":"), default=str)
+
+
+def build_text_line(created: float, level: str, logger: str, message: str) -> str:
+    return f"{_utc_timestamp(created)} {level} {logger}: {message}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log collectors."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": _utc_timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
+        fields = dict(fields) if isinstance(fields, dict) else {}
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, separators=(",", ":"), default=str)
+            fields["exception"] = self.formatException(record.exc_info)
+        return build_json_line(
+            record.created, record.levelname.lower(), record.name, record.getMessage(), fields
+        )
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return _utc_timestamp(record.created)
+    def format(self, record: logging.LogRecord) -> str:
+        line = build_text_line(record.created, record.levelname, record.name, record.getMessage())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
 
 
 class MalformedRequestFilter(logging.Filter):
@@ -220,18 +234,11 @@ class AccessLogSink:
         self._json = log_format == "json"
 
     def write(self, message: str, fields: dict[str, object]) -> None:
-        now = _utc_timestamp(time.time())
+        now = time.time()
         if self._json:
-            entry: dict[str, object] = {
-                "time": now,
-                "level": "info",
-                "logger": access_log.name,
-                "message": message,
-            }
-            entry.update(fields)
-            line = json.dumps(entry, separators=(",", ":"))
+            line = build_json_line(now, "info", access_log.name, message, fields)
         else:
-            line = f"{now} INFO {access_log.name}: {message}"
+            line = build_text_line(now, "INFO", access_log.name, message)
         self._handler.write_line(line)
 
 
