@@ -242,10 +242,7 @@ def _check(args: argparse.Namespace) -> int:
     print(f"grant type:     {config.credentials.grant_type}")
     print(f"client id:      {config.credentials.client_id}")
     print("client secret:  set (not shown)", flush=True)
-    try:
-        token = asyncio.run(_fetch_token(config))
-    except TokenError as exc:
-        _fail(f"check failed: {exc.code}: {exc.detail}", EXIT_FAILURE)
+    token = _fetch_token_or_fail(config, failure_prefix="check failed: ")
     print(f"token:          obtained, valid for {token.expires_in_seconds:.0f} s (not shown)")
     print("OK")
     return 0
@@ -254,15 +251,22 @@ def _check(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     config = _load(args)
     _configure_one_shot_logging(args, config)
-    try:
-        token = asyncio.run(_fetch_token(config))
-    except TokenError as exc:
-        _fail(f"{exc.code}: {exc.detail}", EXIT_FAILURE)
+    token = _fetch_token_or_fail(config)
     print(token.access_token, flush=True)
     return 0
 
 
-async def _fetch_token(config: Config, grant: Grant | None = None) -> Token:
+def _fetch_token_or_fail(
+    config: Config, grant: Grant | None = None, *, failure_prefix: str = ""
+) -> Token:
+    """One token for a one-shot command; a refusal is its one-line failure (exit 1)."""
+    try:
+        return asyncio.run(_fetch_token(config, grant))
+    except TokenError as exc:
+        _fail(f"{failure_prefix}{exc.code}: {exc.detail}", EXIT_FAILURE)
+
+
+async def _fetch_token(config: Config, grant: Grant | None) -> Token:
     async with build_session(config.upstream) as session:
         return await build_token_provider(config, session, grant=grant).get_token()
 
@@ -340,10 +344,7 @@ def _authorize(args: argparse.Namespace) -> int:
         redirect_uri=redirect_uri,
         store=store,
     )
-    try:
-        asyncio.run(_fetch_token(config, grant))
-    except TokenError as exc:
-        _fail(f"{exc.code}: {exc.detail}", EXIT_FAILURE)
+    _fetch_token_or_fail(config, grant)
     print(
         f"stored a refresh token for client {credentials.client_id} in {store.path} "
         "(mode 0600, not shown); run the proxy with credentials.grant_type: authorization_code",
