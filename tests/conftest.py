@@ -218,6 +218,25 @@ async def run_cli(
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
 
+def assert_one_line_error(result: CliResult, status: int, *fragments: str) -> str:
+    """Exit STATUS, exactly one line on stderr holding every FRAGMENT, no traceback."""
+    assert result.returncode == status, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def assert_absent(needles: set[str], *haystacks: str) -> None:
+    """No NEEDLE (a secret, a token) appears in any HAYSTACK (output, bodies, logs)."""
+    for needle in needles:
+        assert needle
+        for haystack in haystacks:
+            assert needle not in haystack
+
+
 @dataclass
 class CliServer:
     process: asyncio.subprocess.Process

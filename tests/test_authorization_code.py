@@ -28,7 +28,16 @@ from yarl import URL
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.token_store import TokenStore
 from tests import conftest
-from tests.conftest import CliResult, CliServer, ManualClock, StartProxy, clean_env, run_cli
+from tests.conftest import (
+    CliResult,
+    CliServer,
+    ManualClock,
+    StartProxy,
+    assert_absent,
+    assert_one_line_error,
+    clean_env,
+    run_cli,
+)
 
 StartCliServer = Callable[..., Awaitable[CliServer]]
 
@@ -99,24 +108,6 @@ async def run_to_exit(*args: str, env: dict[str, str], timeout: float = 20) -> C
         raise AssertionError(f"criteo-proxy {' '.join(args)} did not exit") from None
     assert process.returncode is not None
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
-
-
-def assert_one_line_error(result: CliResult, status: int, *fragments: str) -> str:
-    """Exit STATUS, exactly one line on stderr holding every FRAGMENT, no traceback."""
-    assert result.returncode == status, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
-
-def assert_absent(needles: set[str], *haystacks: str) -> None:
-    for needle in needles:
-        assert needle
-        for haystack in haystacks:
-            assert needle not in haystack
 
 
 def stored_token(path: Path) -> str:

@@ -21,7 +21,14 @@ from yarl import URL
 
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests import conftest
-from tests.conftest import CliResult, CliServer, clean_env, run_cli
+from tests.conftest import (
+    CliResult,
+    CliServer,
+    assert_absent,
+    assert_one_line_error,
+    clean_env,
+    run_cli,
+)
 
 StartCliServer = Callable[..., Awaitable[CliServer]]
 
@@ -58,22 +65,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def assert_one_line_error(result: CliResult, status: int, *fragments: str) -> None:
-    """Exit STATUS, exactly one line on stderr holding every FRAGMENT, no traceback."""
-    assert result.returncode == status, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
-def assert_absent(needles: set[str], *haystacks: str) -> None:
-    for needle in needles:
-        for haystack in haystacks:
-            assert needle not in haystack
 
 
 # --- run: the forms of the command line ------------------------------------------------
