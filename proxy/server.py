@@ -44,6 +44,9 @@ def build_server_options(listen: ListenConfig) -> dict[str, Any]:
         # A client that leaves cancels its handler: it leaves the rate-limit queue,
         # its upstream request is closed, nothing lingers (token fetches are shielded).
         "handler_cancellation": True,
+        # Request bodies reach Criteo as the client's bytes under the client's
+        # Content-Encoding / Content-Length; aiohttp would inflate them by default.
+        "auto_decompress": False,
     }
 
 

@@ -51,7 +51,8 @@ def criteo(clock: ManualClock) -> FakeCriteo:
 async def criteo_server(
     aiohttp_server: Callable[..., Awaitable[TestServer]], criteo: FakeCriteo
 ) -> TestServer:
-    return await aiohttp_server(criteo.build_app())
+    # The fake records the request bytes as they came on the wire, compressed or not.
+    return await aiohttp_server(criteo.build_app(), auto_decompress=False)
 
 
 @pytest.fixture

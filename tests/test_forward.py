@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -284,6 +285,72 @@ async def test_body_larger_than_the_retry_buffer_is_streamed_intact(
     assert (await resp.json())["bodySha256"] == hashlib.sha256(body).hexdigest()
     assert criteo.last_request.body == body
     assert_proxy_token(criteo)
+
+
+def compress(encoding: str, data: bytes) -> bytes:
+    return gzip.compress(data) if encoding == "gzip" else zlib.compress(data)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_compressed_body_reaches_upstream_as_the_clients_bytes(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, encoding: str
+) -> None:
+    """Never inflated on the way: Criteo gets the client's bytes under the client's headers."""
+    body = compress(encoding, b'{"report": "x"}' * 500)
+    resp = await proxy.post(
+        "/2025-10/echo/compressed",
+        data=body,
+        headers={"Content-Encoding": encoding, "Content-Type": "application/json"},
+    )
+    assert resp.status == 200
+    echo = await resp.json()
+    assert echo["bodySha256"] == hashlib.sha256(body).hexdigest()
+    seen = criteo.last_request
+    assert seen.body == body
+    assert seen.headers["Content-Encoding"] == encoding
+    assert seen.headers["Content-Length"] == str(len(body))
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_compressed_chunked_body_reaches_upstream_as_the_clients_bytes(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, encoding: str
+) -> None:
+    body = compress(encoding, os.urandom(2000) * 4)
+    port = proxy_port(proxy)
+    half = len(body) // 2
+    chunked = b"".join(
+        f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:half], body[half:])
+    )
+    answer = await raw_request(
+        port,
+        request_bytes(
+            "POST",
+            "/2025-10/echo/compressed",
+            port,
+            {"Transfer-Encoding": "chunked", "Content-Encoding": encoding},
+            chunked + b"0\r\n\r\n",
+        ),
+    )
+    assert answer.status == 200, answer.body
+    assert json.loads(answer.body)["bodySha256"] == hashlib.sha256(body).hexdigest()
+    assert criteo.last_request.body == body
+    assert criteo.last_request.headers["Content-Encoding"] == encoding
+
+
+async def test_max_body_bytes_counts_the_bytes_on_the_wire_not_the_inflated_ones(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    inflated = b"a" * 100_000
+    body = gzip.compress(inflated)
+    assert len(body) < 1000
+    proxy = await start_proxy(limits={"max_body_bytes": 1000})
+    resp = await proxy.post("/2025-10/echo/x", data=body, headers={"Content-Encoding": "gzip"})
+    assert resp.status == 200
+    assert criteo.last_request.body == body
+    too_big = await proxy.post(
+        "/2025-10/echo/x", data=os.urandom(1001), headers={"Content-Encoding": "gzip"}
+    )
+    assert too_big.status == 413
 
 
 # --- 4. headers -----------------------------------------------------------------------
