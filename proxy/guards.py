@@ -69,13 +69,20 @@ def is_host_allowed(policy: GuardPolicy, host_header: str) -> bool:
     )
 
 
-def parse_request_target(policy: GuardPolicy, raw_target: str) -> str:
+def parse_request_target(
+    policy: GuardPolicy,
+    raw_target: str,
+    *,
+    host_header: str | None = None,
+    local_port: int | None = None,
+) -> str:
     """The path and query to forward, from the raw request target.
 
     Origin-form (``/2025-10/x?a=1``) is forwarded as is. An absolute-form
-    target is accepted only when it names the proxy itself (an allowed host);
-    the token only ever goes to the configured upstream, never to a host a
-    client names.
+    target is accepted only when it names the proxy itself: an allowed host on
+    LOCAL_PORT (the port this connection came in on), agreeing with the Host
+    header. The token only ever goes to the configured upstream, never to a
+    host or another local service a client names.
     """
     if raw_target.startswith("/"):
         return raw_target
@@ -84,15 +91,40 @@ def parse_request_target(policy: GuardPolicy, raw_target: str) -> str:
         authority = url.raw_authority
     except ValueError:
         url, authority = None, ""
-    if url is not None and url.scheme in ("http", "https") and is_host_allowed(policy, authority):
+    if url is not None and is_proxy_itself(policy, url, host_header, local_port):
         path = url.raw_path or "/"
         return f"{path}?{url.raw_query_string}" if url.raw_query_string else path
     raise ProxyError(
         400,
         "absolute_uri_not_allowed",
-        f"the request target names another host ({authority or 'unknown'}); this proxy only "
-        "forwards origin-form requests (GET /2025-10/... with a Host header) to its upstream",
+        f"the request target names another host or port ({authority[:200] or 'unknown'}); "
+        "this proxy only forwards origin-form requests (GET /2025-10/... with a Host header) "
+        "to its upstream",
     )
+
+
+def is_proxy_itself(
+    policy: GuardPolicy, url: URL, host_header: str | None, local_port: int | None
+) -> bool:
+    """Does an absolute-form target name this proxy (allowed host, our port, same as Host)?"""
+    if url.scheme not in ("http", "https"):
+        return False
+    default_port = 443 if url.scheme == "https" else 80
+    target = parse_host(url.raw_authority)
+    if target is None:
+        return False
+    host, port = target[0], target[1] if target[1] is not None else default_port
+    if (host, None) not in policy.allowed_hosts and (host, port) not in policy.allowed_hosts:
+        return False
+    if local_port is not None and port != local_port:
+        return False
+    if host_header is None:
+        return True
+    named = parse_host(host_header)
+    if named is None:
+        return False
+    named_host, named_port = named
+    return named_host == host and (named_port or default_port) == port
 
 
 def check_browser_origin(policy: GuardPolicy, headers: CIMultiDictProxy[str]) -> str | None:
@@ -152,6 +184,13 @@ def check_method_and_path(
             )
 
 
+def local_port_of(request: web.Request) -> int | None:
+    """The TCP port this request came in on; None on a Unix socket."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return int(sockname[1]) if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+
+
 def is_preflight(request: web.Request) -> bool:
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
 
@@ -179,8 +218,14 @@ def admit(policy: GuardPolicy, request: web.Request) -> web.Response | None:
     middleware of its own: each middleware layer costs every request an
     extra trip through the await chain.
     """
-    request[TARGET] = parse_request_target(policy, request.raw_path)
+    raw_target = request.raw_path
     host = request.headers.get("Host")
+    if raw_target.startswith("/"):
+        request[TARGET] = raw_target
+    else:
+        request[TARGET] = parse_request_target(
+            policy, raw_target, host_header=host, local_port=local_port_of(request)
+        )
     if host is not None and not is_host_allowed(policy, host):
         raise ProxyError(
             403,

@@ -114,6 +114,42 @@ async def test_absolute_target_naming_the_proxy_itself_is_forwarded_as_a_path(
     assert criteo.last_request.raw_path == "/2025-10/echo/a?x=%2F"
 
 
+@pytest.mark.parametrize(
+    ("target_authority", "host_header"),
+    [
+        ("127.0.0.1:{other}", "127.0.0.1:{other}"),  # an allowed name, another local service
+        ("localhost:{other}", "localhost:{port}"),  # and disagreeing with Host
+        ("localhost", "localhost"),  # no port: port 80, not the proxy's
+        ("localhost:{port}", "127.0.0.1:{other}"),  # the authority disagrees with Host
+        ("localhost:{port}", "[::1]:{port}"),
+    ],
+)
+async def test_absolute_target_on_another_port_or_disagreeing_with_host_is_refused(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, target_authority: str, host_header: str
+) -> None:
+    """"The proxy itself" is an allowed host name on the port the proxy serves on (DESIGN 4)."""
+    ports = {"port": proxy.port, "other": 9999 if proxy.port != 9999 else 9998}
+    authority, host = target_authority.format(**ports), host_header.format(**ports)
+    resp = await raw_request(
+        proxy.port, f"GET http://{authority}/2025-10/echo/a HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    )
+    assert resp.status == 400, resp.body
+    assert resp.headers["x-criteo-proxy-error"] == "absolute_uri_not_allowed"
+    assert criteo.requests == []
+
+
+async def test_absolute_target_naming_the_proxy_by_another_allowed_name_is_forwarded(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    resp = await raw_request(
+        proxy.port,
+        f"GET http://127.0.0.1:{proxy.port}/2025-10/echo/b HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{proxy.port}\r\n\r\n".encode(),
+    )
+    assert resp.status == 200
+    assert criteo.last_request.raw_path == "/2025-10/echo/b"
+
+
 # --- browser requests -------------------------------------------------------------------
 
 
