@@ -127,12 +127,11 @@ async def test_absolute_target_naming_the_proxy_itself_is_forwarded_as_a_path(
 async def test_absolute_target_on_another_port_or_disagreeing_with_host_is_refused(
     proxy: TestClient[Any, Any], criteo: FakeCriteo, target_authority: str, host_header: str
 ) -> None:
-    """"The proxy itself" is an allowed host name on the port the proxy serves on (DESIGN 4)."""
+    """ "The proxy itself" is an allowed host name on the port the proxy serves on (DESIGN 4)."""
     ports = {"port": proxy.port, "other": 9999 if proxy.port != 9999 else 9998}
     authority, host = target_authority.format(**ports), host_header.format(**ports)
-    resp = await raw_request(
-        proxy.port, f"GET http://{authority}/2025-10/echo/a HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    )
+    request = f"GET http://{authority}/2025-10/echo/a HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    resp = await raw_request(proxy.port, request.encode())
     assert resp.status == 400, resp.body
     assert resp.headers["x-criteo-proxy-error"] == "absolute_uri_not_allowed"
     assert criteo.requests == []
