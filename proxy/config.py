@@ -422,17 +422,28 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
     return host.lower(), port
 
 
+def parse_url(text: str) -> URL | None:
+    """TEXT as a URL, or None when yarl (or the IDNA codec behind it) cannot read it.
+
+    The host is decoded here, inside the try: yarl decodes it lazily, and bad
+    punycode (``https://xn--a.example``) would otherwise raise later, anywhere.
+    """
+    try:
+        url = URL(text)
+        url.host  # noqa: B018 - forces the IDNA decoding, see above
+    except ValueError:  # UnicodeError (IDNA) is a ValueError
+        return None
+    return url
+
+
 def parse_origin(origin: str) -> str | None:
     """``scheme://host[:port]`` normalised (host lower-case), or None if it is not one."""
-    try:
-        url = URL(origin)
-    except ValueError:
+    url = parse_url(origin)
+    if url is None or url.scheme not in ("http", "https") or not url.raw_host:
         return None
-    if url.scheme not in ("http", "https") or not url.host or url.raw_path not in ("", "/"):
+    if url.raw_path not in ("", "/") or url.query_string or url.fragment or url.user is not None:
         return None
-    if url.query_string or url.fragment or url.user is not None:
-        return None
-    host = url.raw_host or ""
+    host = url.raw_host
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     port = f":{url.explicit_port}" if url.explicit_port is not None else ""
@@ -441,11 +452,8 @@ def parse_origin(origin: str) -> str | None:
 
 def _validate_http_url(key: str, value: str) -> None:
     shown = repr(value) if "@" not in value else "a URL with user info (not shown)"
-    try:
-        url = URL(value)
-    except ValueError:
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
+    url = parse_url(value)
+    if url is None or url.scheme not in ("http", "https") or not url.raw_host:
         raise ConfigError(
             f"{key}: expected an http(s) URL such as https://api.criteo.com, got {shown}"
         )

@@ -8,7 +8,7 @@ from typing import Final
 
 from yarl import URL
 
-from .config import ConfigError
+from .config import ConfigError, parse_url
 
 CONSENT_URL: Final = "https://consent.criteo.com/request"
 
@@ -28,11 +28,8 @@ def build_consent_url(client_id: str, redirect_uri: str, state: str | None = Non
 
 def parse_landing_url(landed: str, *, expected_state: str | None = None) -> Landing:
     """The code from the address the browser landed on; checks ``state`` when one is given."""
-    try:
-        url = URL(landed)
-    except ValueError:
-        url = None
-    if url is None or not url.scheme or not url.host:
+    url = parse_url(landed)
+    if url is None or not url.scheme or not url.raw_host:
         raise ConfigError(
             "--from-url: expected the full address the browser landed on "
             "(https://your.redirect/?code=...&state=...)"

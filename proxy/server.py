@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from yarl import URL
 
 from .config import Config, ConfigError, ListenConfig
 
@@ -27,6 +33,40 @@ MAX_HEADERS: Final = 128
 class RunningServer:
     runner: web.AppRunner
     urls: list[str]
+
+
+class ProxyRunner(web.AppRunner):
+    """An AppRunner whose requests survive a host name that yarl cannot decode.
+
+    aiohttp 3.14 decodes the host of an absolute-form target (``GET
+    http://xn--a.example HTTP/1.1``) while making the request object; bad
+    punycode raises there, outside any handler, and kills the connection's
+    task without an answer: the client hangs. Such a request is made with a
+    placeholder URL instead; its raw target is kept, and the guards refuse it
+    (400 absolute_uri_not_allowed) like any target that is not the proxy itself.
+    """
+
+    __slots__ = ()
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        make_request = server.request_factory
+
+        def make_request_tolerantly(
+            message: RawRequestMessage,
+            payload: StreamReader,
+            protocol: RequestHandler,
+            writer: AbstractStreamWriter,
+            task: asyncio.Task[None],
+        ) -> BaseRequest:
+            try:
+                return make_request(message, payload, protocol, writer, task)
+            except ValueError:  # UnicodeError from the IDNA codec is a ValueError
+                placeholder = message._replace(url=URL.build(path="/", encoded=True))
+                return make_request(placeholder, payload, protocol, writer, task)
+
+        server.request_factory = make_request_tolerantly
+        return server
 
 
 def build_server_options(listen: ListenConfig) -> dict[str, Any]:
@@ -79,7 +119,7 @@ async def stop_server(
 async def start_server(app: web.Application, config: Config) -> RunningServer:
     """Listen where the config says; a port in use is a ConfigError, not a traceback."""
     listen = config.listen
-    runner = web.AppRunner(app, **build_server_options(listen))
+    runner = ProxyRunner(app, **build_server_options(listen))
     await runner.setup()
     try:
         if listen.unix_socket:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.app import build_app
 from proxy.config import Config, parse_config
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.server import build_server_options
+from proxy.server import ProxyRunner, build_server_options
 
 
 class ManualClock:
@@ -96,7 +96,7 @@ class ProductionTestServer(TestServer):
         self._options = options
 
     async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
-        return web.AppRunner(self.app, **{**kwargs, **self._options})
+        return ProxyRunner(self.app, **{**kwargs, **self._options})
 
 
 StartProxy = Callable[..., Awaitable[TestClient[Any, Any]]]

@@ -375,8 +375,9 @@ async def test_from_url_with_a_wrong_state_fails_with_one_line_and_stores_nothin
         ("error=access_denied&error_description=The+user+refused&state=s", "consent was not given"),
         ("state=s", "no code"),
         ("code=&state=s", "no code"),
+        ("https://xn--a.example/cb?code=c&state=s", "full address"),
     ],
-    ids=["access-denied", "no-code", "empty-code"],
+    ids=["access-denied", "no-code", "empty-code", "bad-punycode"],
 )
 async def test_from_url_without_a_usable_code_fails_with_one_line_saying_why(
     query: str, fragment: str, criteo: FakeCriteo, config_file: Path, store_path: Path
@@ -384,7 +385,7 @@ async def test_from_url_without_a_usable_code_fails_with_one_line_saying_why(
     result = await run_cli(
         "authorize",
         "--from-url",
-        f"{REDIRECT_URI}?{query}",
+        query if query.startswith("https://") else f"{REDIRECT_URI}?{query}",
         "--state",
         "s",
         "--config",

@@ -475,6 +475,29 @@ BAD_VALUES = [
         id="origin with a path",
     ),
     pytest.param(
+        {"security": {"allowed_origins": ["https://xn--a.example"]}},
+        "security.allowed_origins[0]",
+        id="origin with bad punycode",
+    ),
+    pytest.param(
+        {"security": {"allowed_hosts": ["xn--a.example:99999"]}},
+        "security.allowed_hosts[0]",
+        id="allowed host with a port out of range",
+    ),
+    pytest.param(
+        {"upstream": {"url": "https://xn--a.example"}}, "upstream.url", id="url with bad punycode"
+    ),
+    pytest.param(
+        {"upstream": {"token_url": "https://xn--/oauth2/token"}},
+        "upstream.token_url",
+        id="token url with bad punycode",
+    ),
+    pytest.param(
+        {"credentials": {"redirect_uri": "https://xn--a.example/cb"}},
+        "credentials.redirect_uri",
+        id="redirect uri with bad punycode",
+    ),
+    pytest.param(
         {"security": {"api_keys": [API_KEY, ""]}}, "security.api_keys[1]", id="empty api key"
     ),
     pytest.param(

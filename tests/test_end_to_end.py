@@ -292,6 +292,14 @@ CONFIG_ERRORS = {
     "bad-upstream-url": ConfigErrorCase(
         ("--upstream", "api.criteo", "--port", "0"), ("upstream.url", "api.criteo")
     ),
+    "origin-with-bad-punycode": ConfigErrorCase(
+        ("--config", "{config}", *_SAFE),
+        ("security.allowed_origins[0]", "xn--a.example"),
+        file_text='security:\n  allowed_origins: ["https://xn--a.example"]\n',
+    ),
+    "upstream-with-bad-punycode": ConfigErrorCase(
+        ("--upstream", "https://xn--a.example", "--port", "0"), ("upstream.url",)
+    ),
     "missing-credentials": ConfigErrorCase(_SAFE, ("CRITEO_CLIENT_ID",), credentials=False),
     "missing-config-file": ConfigErrorCase(
         ("--config", "/nonexistent.yaml", *_SAFE), ("/nonexistent.yaml",)

@@ -10,6 +10,8 @@ import asyncio
 import os
 import socket
 import stat
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +19,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
+from proxy.app import build_app
 from proxy.config import parse_config
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.forward import HOP_BY_HOP, build_upstream_headers, build_upstream_url
 from proxy.guards import GuardPolicy, is_host_allowed, parse_host, parse_request_target
+from proxy.server import ProxyRunner, build_server_options
 from tests.conftest import StartProxy, raw_request
 
 
@@ -114,6 +118,21 @@ async def test_absolute_target_naming_the_proxy_itself_is_forwarded_as_a_path(
     assert criteo.last_request.raw_path == "/2025-10/echo/a?x=%2F"
 
 
+@pytest.mark.parametrize("target", ["http://xn--a.example/x", "http://xn--a", "https://xn--/"])
+async def test_absolute_target_with_an_undecodable_host_is_400_not_a_hang(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp itself fails on such a target before any handler runs (see ProxyRunner)."""
+    request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{proxy.port}\r\n\r\n"
+    async with asyncio.timeout(5):
+        resp = await raw_request(proxy.port, request.encode())
+    assert resp.status == 400
+    assert resp.headers["x-criteo-proxy-error"] == "absolute_uri_not_allowed"
+    assert criteo.requests == []
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 @pytest.mark.parametrize(
     ("target_authority", "host_header"),
     [
@@ -170,6 +189,20 @@ async def test_cross_site_browser_requests_are_refused(
     assert resp.headers["X-Criteo-Proxy-Error"] == "origin_not_allowed"
     assert "Access-Control-Allow-Origin" not in resp.headers
     assert criteo.requests == []
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://xn--a.example", "http://xn--", "http://[::1", "http://a\u00e9\u200b.b"]
+)
+async def test_an_origin_that_cannot_be_parsed_is_refused_in_the_envelope(
+    start_proxy: StartProxy, criteo: FakeCriteo, origin: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = await start_proxy(security={"allowed_origins": ["http://localhost:3000"]})
+    resp = await proxy.get("/2025-10/echo/x", headers={"Origin": origin})
+    assert resp.status == 403
+    assert_proxy_error(await resp.json(), "origin_not_allowed")
+    assert criteo.requests == []
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 @pytest.mark.parametrize("fetch_site", ["none", "same-origin"])
@@ -574,3 +607,128 @@ async def test_an_unknown_expect_from_a_foreign_host_is_refused_by_the_host_guar
     )
     assert resp.status == 403
     assert resp.headers["x-criteo-proxy-error"] == "host_not_allowed"
+
+
+# --- no request header can make a 500 -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def threaded_proxy() -> Iterator[int]:
+    """The fake and the proxy as real servers on a loop of their own, for sync hypothesis tests."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runners: list[web.AppRunner] = []
+
+    async def start() -> int:
+        fake = web.AppRunner(FakeCriteo().build_app(), access_log=None)
+        await fake.setup()
+        await web.TCPSite(fake, "127.0.0.1", 0).start()
+        runners.append(fake)
+        fake_port = fake.addresses[0][1]
+        config = parse_config(
+            {
+                "upstream": {"url": f"http://127.0.0.1:{fake_port}", "response_timeout": 5},
+                "credentials": {"client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET},
+                "security": {"allowed_origins": ["http://localhost:3000"]},
+                "logging": {"access_log": False},
+            },
+            environ={},
+        )
+        runner = ProxyRunner(build_app(config), **build_server_options(config.listen))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        return int(runner.addresses[0][1])
+
+    port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
+    yield port
+
+    async def stop() -> None:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+    asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    loop.close()
+
+
+# Framing headers (Content-Length, Transfer-Encoding, Expect) are left out: a body that
+# disagrees with them makes a request wait for bytes, which is a timeout, not this test.
+_FUZZED_NAMES = st.sampled_from(
+    [
+        "Host",
+        "Origin",
+        "Sec-Fetch-Site",
+        "X-Request-Id",
+        "X-Proxy-Key",
+        "Authorization",
+        "Connection",
+        "Upgrade",
+        "Content-Encoding",
+        "Accept-Encoding",
+        "Access-Control-Request-Method",
+        "Access-Control-Request-Headers",
+        "User-Agent",
+        "X-Anything",
+    ]
+) | st.from_regex(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,20}", fullmatch=True)
+_NASTY_HOSTS = ["xn--a.example", "xn--a", "xn--", "[::1", "a..b", "é.example", "a\u200b.b", "%41"]
+_NASTY_VALUES = st.sampled_from(_NASTY_HOSTS).flatmap(
+    lambda host: st.sampled_from(
+        [host, f"{host}:8080", f"http://{host}", f"https://{host}:3000", f"http://{host}/x"]
+    )
+)
+_FUZZED_VALUES = st.one_of(
+    _NASTY_VALUES.map(str.encode),
+    st.text(max_size=40).map(lambda t: ("http://" + t).encode()),
+    st.text(max_size=40).map(str.encode),
+    st.binary(max_size=80),
+).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+def _status_of(port: int, request: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            head += chunk
+    status_line, _, rest = head.partition(b"\r\n")
+    return int(status_line.split(b" ")[1]), rest
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    headers=st.lists(
+        st.tuples(st.sampled_from(["Host", "Origin"]), _NASTY_VALUES.map(str.encode))
+        | st.tuples(_FUZZED_NAMES, _FUZZED_VALUES),
+        min_size=1,
+        max_size=6,
+    ),
+    path=st.sampled_from([b"/2025-10/echo/x", b"/_proxy/ready", b"/_proxy/health", b"http://x/"])
+    | st.binary(max_size=40).map(
+        lambda b: b"/2025-10/echo/" + b.replace(b" ", b"").replace(b"\r", b"").replace(b"\n", b"")
+    )
+    | _NASTY_VALUES.map(str.encode),
+    method=st.sampled_from(["GET", "OPTIONS", "POST"]),
+)
+def test_no_request_header_value_makes_a_500(
+    threaded_proxy: int, headers: list[tuple[str, bytes]], path: bytes, method: str
+) -> None:
+    """Whatever the header values or target (bad punycode, control bytes, Latin-1): never a 500."""
+    lines = [method.encode() + b" " + path + b" HTTP/1.1"]
+    if not any(name.lower() == "host" for name, _ in headers):
+        lines.append(b"Host: 127.0.0.1")
+    lines += [name.encode() + b": " + value for name, value in headers]
+    status, head = _status_of(threaded_proxy, b"\r\n".join(lines) + b"\r\n\r\n")
+    assert status != 500, (headers, head)
+    if status >= 500:  # only the proxy's own, enveloped 502 / 504
+        assert b"X-Criteo-Proxy-Error" in head, (headers, head)
