@@ -26,6 +26,7 @@ from .config import (
     ConfigError,
     Secret,
     load_config,
+    validate_redirect_uri,
 )
 from .consent import build_consent_url, parse_landing_url
 from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
@@ -314,6 +315,8 @@ def _authorize(args: argparse.Namespace) -> int:
     config = _load(args)
     _configure_one_shot_logging(args, config)
     credentials = config.credentials
+    if args.redirect_uri is not None:
+        validate_redirect_uri("--redirect-uri", args.redirect_uri)
     redirect_uri: str | None = args.redirect_uri or credentials.redirect_uri
     if args.print_url:
         if not redirect_uri:

@@ -323,7 +323,7 @@ def _validate(config: Config) -> None:
 
     credentials = config.credentials
     if credentials.redirect_uri is not None:
-        _validate_http_url("credentials.redirect_uri", credentials.redirect_uri)
+        validate_redirect_uri("credentials.redirect_uri", credentials.redirect_uri)
 
     _require_positive("tokens.refresh_margin", config.tokens.refresh_margin, allow_zero=True)
     if config.retry.body_limit < 0:
@@ -450,7 +450,12 @@ def parse_origin(origin: str) -> str | None:
     return f"{url.scheme}://{host.lower()}{port}"
 
 
-def _validate_http_url(key: str, value: str) -> None:
+def validate_redirect_uri(key: str, value: str) -> None:
+    """An http(s) URL that may carry a query (RFC 6749 3.1.2) but no fragment."""
+    _validate_http_url(key, value, query_allowed=True)
+
+
+def _validate_http_url(key: str, value: str, *, query_allowed: bool = False) -> None:
     shown = repr(value) if "@" not in value else "a URL with user info (not shown)"
     url = parse_url(value)
     if url is None or url.scheme not in ("http", "https") or not url.raw_host:
@@ -459,8 +464,10 @@ def _validate_http_url(key: str, value: str) -> None:
         )
     if url.user is not None or url.password is not None:
         raise ConfigError(f"{key}: must not carry user:password; the proxy adds the credentials")
-    if url.query_string or url.fragment:
-        raise ConfigError(f"{key}: must not carry a query or fragment, got {shown}")
+    if url.fragment or "#" in value:
+        raise ConfigError(f"{key}: must not carry a fragment (#...), got {shown}")
+    if url.query_string and not query_allowed:
+        raise ConfigError(f"{key}: must not carry a query, got {shown}")
 
 
 def _validate_ca_file(path: str) -> None:

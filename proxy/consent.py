@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import unquote_plus
 
 from yarl import URL
 
@@ -47,7 +48,17 @@ def parse_landing_url(landed: str, *, expected_state: str | None = None) -> Land
             "--from-url: the state in the address does not match --state "
             "(this address may not come from your consent request)"
         )
-    remaining = url.query.copy()
-    for key in ("code", "state"):
-        remaining.popall(key, None)
-    return Landing(code=code, redirect_uri=str(url.with_query(remaining)))
+    return Landing(code=code, redirect_uri=strip_consent_answer(url))
+
+
+def strip_consent_answer(landed: URL) -> str:
+    """The redirect URI the consent was asked for: the landing address without the
+    ``code`` and ``state`` Criteo appended, the rest of its query kept byte for byte
+    (the exchange must send exactly the redirect URI of the consent)."""
+    kept = [
+        pair
+        for pair in landed.raw_query_string.split("&")
+        if pair and unquote_plus(pair.partition("=")[0]) not in ("code", "state")
+    ]
+    base = str(landed.with_query(None).with_fragment(None))
+    return f"{base}?{'&'.join(kept)}" if kept else base

@@ -25,10 +25,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 DEMO_CLIENT_ID: Final = "demo-client"
 DEMO_CLIENT_SECRET: Final = "demo-secret"  # noqa: S105 - the fake's own, public demo secret
@@ -216,7 +216,9 @@ class FakeCriteo:
         query = {"code": self.consent(client_id, redirect_uri)}
         if "state" in request.query:
             query["state"] = request.query["state"]
-        raise web.HTTPFound(str(URL(redirect_uri).update_query(query)))
+        # Appended to the redirect URI as it was registered, its own query kept as is.
+        separator = "&" if "?" in redirect_uri else "?"
+        raise web.HTTPFound(redirect_uri + separator + urlencode(query))
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         token = _bearer(request.headers.get("Authorization", ""))

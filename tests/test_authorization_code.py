@@ -269,6 +269,67 @@ async def test_authorize_exchanges_the_code_and_stores_the_refresh_token_0600_in
     assert [p.name for p in store_path.parent.iterdir()] == [store_path.name]  # no temp file
 
 
+QUERY_REDIRECT_URI = "https://app.example/cb?tenant=acme%20corp&lang=fr&empty="
+
+
+@pytest.mark.parametrize("where", ["config", "flag", "landing"])
+async def test_a_redirect_uri_with_a_query_is_kept_byte_for_byte_through_consent_and_exchange(
+    where: str, criteo: FakeCriteo, criteo_url: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """RFC 6749 3.1.2: a redirect URI may carry a query; it is one parameter of the consent
+    URL, and the exchange sends it exactly as the consent had it (DESIGN 3.4)."""
+    store_path = tmp_path / "tokens.json"
+    credentials: dict[str, str] = {
+        "grant_type": "authorization_code",
+        "token_store": str(store_path),
+    }
+    if where == "config":
+        credentials["redirect_uri"] = QUERY_REDIRECT_URI
+    config_file = tmp_path / "criteo-proxy.yaml"
+    config_file.write_text(
+        json.dumps({"upstream": {"url": criteo_url}, "credentials": credentials}),
+        encoding="utf-8",
+    )
+    config = ("--config", str(config_file))
+    flag = () if where == "config" else ("--redirect-uri", QUERY_REDIRECT_URI)
+    printed = await run_cli(
+        "authorize", "--print-url", "--state", "s1", *flag, *config, env=demo_env()
+    )
+    assert printed.returncode == 0, printed.stderr
+    consent_query = parse_qsl(urlsplit(printed.stdout.strip()).query, strict_parsing=True)
+    assert ("redirect_uri", QUERY_REDIRECT_URI) in consent_query
+    landed = await landing_url(http, criteo_url, printed.stdout.strip())
+    assert landed.startswith(QUERY_REDIRECT_URI + "&code=")
+
+    exchange = ("--from-url", landed, "--state", "s1")
+    if where == "flag":
+        exchange = (f"--code={URL(landed).query['code']}", *flag)
+    result = await run_cli("authorize", *exchange, *config, env=demo_env())
+
+    assert result.returncode == 0, result.stderr
+    assert criteo.token_requests[-1].form["redirect_uri"] == QUERY_REDIRECT_URI
+    assert store_path.exists()
+
+
+@pytest.mark.parametrize(
+    "step", [("--print-url",), ("--code=c",), ("--from-url", REDIRECT_URI + "?code=c")]
+)
+async def test_a_redirect_uri_flag_with_a_fragment_is_a_one_line_error(
+    step: tuple[str, ...], config_file: Path, criteo: FakeCriteo
+) -> None:
+    result = await run_to_exit(
+        "authorize",
+        *step,
+        "--redirect-uri",
+        REDIRECT_URI + "#top",
+        "--config",
+        str(config_file),
+        env=demo_env(),
+    )
+    assert_one_line_error(result, 2, "--redirect-uri", "fragment")
+    assert criteo.token_requests == []
+
+
 # --- 3. TokenStore.save: modes and atomic replacement (in process) -----------------------
 
 

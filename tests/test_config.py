@@ -493,6 +493,11 @@ BAD_VALUES = [
         id="token url with bad punycode",
     ),
     pytest.param(
+        {"credentials": {"redirect_uri": "https://app.example/cb?x=1#top"}},
+        "credentials.redirect_uri",
+        id="redirect uri with a fragment",
+    ),
+    pytest.param(
         {"credentials": {"redirect_uri": "https://xn--a.example/cb"}},
         "credentials.redirect_uri",
         id="redirect uri with bad punycode",
@@ -709,6 +714,13 @@ def test_secret_is_redacted_everywhere_but_reveal() -> None:
     assert secret != SECRET  # never equal to the bare string, so no accidental comparisons
     assert secret
     assert not Secret("")
+
+
+def test_a_redirect_uri_may_carry_a_query() -> None:
+    """RFC 6749 3.1.2: a query is allowed (and kept as written); a fragment is not."""
+    uri = "https://app.example/cb?tenant=acme%20corp&lang=fr"
+    config = parse_config(with_credentials(credentials={"redirect_uri": uri}), environ={})
+    assert config.credentials.redirect_uri == uri
 
 
 def test_a_url_with_user_info_is_refused_without_showing_it() -> None:
