@@ -12,8 +12,10 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn, TextIO
 
 from aiohttp import web
 
@@ -30,7 +32,7 @@ from .config import (
 )
 from .consent import build_consent_url, parse_landing_url
 from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from .observability import configure_logging
+from .observability import build_json_line, configure_logging
 from .server import start_server, stop_server
 from .token_store import TokenStore
 from .tokens import AuthorizationCodeGrant, Grant, Token, TokenError
@@ -162,8 +164,29 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     sys.exit(status)
 
 
+@dataclass(slots=True)
+class _Output:
+    """How the command's own lines look: for people, or (``run --log-format json``)
+    one JSON object per line, like every log line, since in a container stdout and
+    stderr end in the same log pipeline."""
+
+    json: bool = False
+
+
+_output = _Output()
+
+
+def _say(message: str, *, stream: TextIO, level: str = "info", **fields: object) -> None:
+    if _output.json:
+        line = build_json_line(time.time(), level, log.name, message, fields)
+    else:
+        line = f"{PROG}: {message}"
+    stream.write(line + "\n")  # one write: the log writer thread shares stderr
+    stream.flush()
+
+
 def _fail(message: str, status: int) -> NoReturn:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    _say(message, stream=sys.stderr, level="error")
     sys.exit(status)
 
 
@@ -174,6 +197,7 @@ def _load(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Co
 
 def _run(args: argparse.Namespace) -> int:
     config = _load(args)
+    _output.json = config.logging.format == "json"
     configure_logging(config.logging.level, config.logging.format)
     _run_server_loop(_serve(config))
     return 0
@@ -199,7 +223,7 @@ async def _serve(config: Config, *, banner: Callable[[list[str]], None] | None =
         )
         log.info("serving on %s (event loop: %s)", ", ".join(server.urls), loop_kind)
         for url in server.urls:
-            print(f"{PROG}: serving on {url}", flush=True)
+            _say(f"serving on {url}", stream=sys.stdout, event="serving", url=url)
         if banner is not None:
             banner(server.urls)
         await stop.wait()
@@ -217,7 +241,7 @@ def _catch_stop_signals() -> asyncio.Event:
 
     def on_signal() -> None:
         if stop.is_set():
-            print(f"{PROG}: second signal, exiting now", file=sys.stderr, flush=True)
+            _say("second signal, exiting now", stream=sys.stderr, level="warning")
             os._exit(EXIT_FAILURE)
         log.info("stopping: in-flight requests may finish (listen.shutdown_grace)")
         stop.set()

@@ -6,6 +6,7 @@ Everything listens on 127.0.0.1; nothing here talks to any other address.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -238,6 +239,16 @@ def assert_absent(needles: set[str], *haystacks: str) -> None:
             assert needle not in haystack
 
 
+def serving_url(line: str) -> str | None:
+    """The address in a "serving on" line: text, or the JSON object of --log-format json."""
+    if line.startswith("{"):
+        entry = json.loads(line)
+        return str(entry["url"]) if entry.get("event") == "serving" else None
+    if "serving on " in line:
+        return line.split("serving on ", 1)[1].strip()
+    return None
+
+
 @dataclass
 class CliServer:
     process: asyncio.subprocess.Process
@@ -291,8 +302,9 @@ async def start_cli_server() -> AsyncIterator[Callable[..., Awaitable[CliServer]
             async for raw in process.stdout:
                 line = raw.decode().rstrip("\n")
                 server.stdout_lines.append(line)
-                if "serving on " in line:
-                    server.url = line.split("serving on ", 1)[1].strip()
+                url = serving_url(line)
+                if url:
+                    server.url = url
                     break
         if not server.url:
             await server.stop()

@@ -430,6 +430,43 @@ async def test_json_log_format_writes_only_json_objects_to_stderr(
     assert server.stderr_lines  # at least the start-up token and the 404 warning
     for line in server.stderr_lines:
         assert isinstance(json.loads(line), dict), line
+    # stdout too: in a container both streams end in the same log pipeline (DESIGN 5).
+    assert server.stdout_lines
+    for line in server.stdout_lines:
+        entry = json.loads(line)
+        assert isinstance(entry, dict), line
+    [serving] = [json.loads(line) for line in server.stdout_lines]
+    assert serving["event"] == "serving"
+    assert serving["url"] == server.url
+    assert serving["message"] == f"serving on {server.url}"
+    assert serving["level"] == "info"
+
+
+async def test_json_log_format_writes_a_start_failure_as_one_json_object(
+    criteo_url: str,
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = await run_cli(
+            "--upstream", criteo_url, "--port", port, "--log-format", "json", env=demo_env()
+        )
+    line = assert_one_line_error(result, 2, "listen.port", port)
+    entry = json.loads(line)
+    assert entry["level"] == "error"
+    assert "listen.port" in entry["message"]
+    assert result.stdout == ""
+
+
+async def test_demo_keeps_printing_for_people_with_json_logs(
+    start_cli_server: StartCliServer, http: aiohttp.ClientSession
+) -> None:
+    server = await start_cli_server("demo", "--port", "0", "--log-format", "json")
+    assert await server.stop() == 0
+    assert any(line.lstrip().startswith("curl ") for line in server.stdout_lines)
+    for line in server.stderr_lines:
+        assert isinstance(json.loads(line), dict), line
 
 
 async def test_no_secret_or_token_leaks_through_a_whole_debug_session(
