@@ -25,7 +25,10 @@ RESERVED_PREFIX: Final = "/_proxy/"
 HEALTH_PATH: Final = "/_proxy/health"
 PROXY_KEY_HEADER: Final = "X-Proxy-Key"
 READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-_AMBIGUOUS_PATH: Final = re.compile(r"%2e|%2f|%5c|\\|/\.\.?(?:/|$)", re.IGNORECASE)
+# Paths that read differently along the way (here, at gateways, at Criteo): encoded
+# dots, slashes, backslashes and percent signs (decoded twice, %2573 is an 's'), dot
+# segments, empty segments (servers may collapse //) and ;path parameters.
+_AMBIGUOUS_PATH: Final = re.compile(r"%2e|%2f|%5c|%25|\\|/\.\.?(?:/|$)|//|;", re.IGNORECASE)
 _SAFE_FETCH_SITES: Final = frozenset({"", "none", "same-origin"})
 _EXPOSED_HEADERS: Final = f"X-Request-Id, {ERROR_HEADER}"
 
@@ -53,8 +56,9 @@ class GuardPolicy:
                 o for o in map(parse_origin, security.allowed_origins) if o is not None
             ),
             read_only=security.read_only,
-            allow_paths=tuple(re.compile(p) for p in security.allow_paths),
-            deny_paths=tuple(re.compile(p) for p in security.deny_paths),
+            # Case-insensitive: Criteo's routing may not tell /Statistics from /statistics.
+            allow_paths=tuple(re.compile(p, re.IGNORECASE) for p in security.allow_paths),
+            deny_paths=tuple(re.compile(p, re.IGNORECASE) for p in security.deny_paths),
             api_keys=tuple(key.reveal().encode() for key in security.api_keys),
         )
 
@@ -167,13 +171,12 @@ def check_method_and_path(
     if reserved or not (policy.allow_paths or policy.deny_paths):
         return
     if _AMBIGUOUS_PATH.search(raw_path):
-        # Encoded dots or slashes and dot segments read differently along the way
-        # (here, at gateways, at Criteo): under path rules, only plain paths pass.
+        # Under path rules, only plain paths pass (see _AMBIGUOUS_PATH).
         raise ProxyError(
             403,
             "path_not_allowed",
-            "paths with dot segments or encoded '.', '/' or '\\' are refused while "
-            "security.allow_paths / deny_paths are set",
+            "paths with dot or empty segments, ';' or encoded '.', '/', '\\' or '%' are "
+            "refused while security.allow_paths / deny_paths are set",
         )
     if policy.allow_paths and not any(p.search(path) for p in policy.allow_paths):
         raise ProxyError(403, "path_not_allowed", f"{path} matches none of security.allow_paths")

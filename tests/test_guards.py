@@ -583,6 +583,40 @@ async def test_encoded_or_dot_segment_paths_cannot_slip_past_path_rules(
     assert (await proxy.get("/2025-10/echo/plain")).status == 200
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/2025-10//statistics/report",  # an empty segment, which servers may collapse
+        "//2025-10/statistics/report",
+        "/2025-10/statistics;v=1/report",  # a path parameter (matrix URI)
+        "/2025-10/%2573tatistics/report",  # %25: decoded twice along the way, it is an 's'
+        "/2025-10/Statistics/report",  # Criteo's routing may not care about case
+    ],
+)
+async def test_forms_criteo_may_normalise_cannot_slip_past_anchored_deny_rules(
+    start_proxy: StartProxy, criteo: FakeCriteo, target: str
+) -> None:
+    proxy = await start_proxy(security={"deny_paths": ["^/2025-10/statistics/"]})
+    resp = await raw_request(
+        proxy.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+    )
+    assert resp.status == 403
+    assert resp.headers["x-criteo-proxy-error"] == "path_not_allowed"
+    assert criteo.requests == []
+    assert (await proxy.get("/2025-10/echo/plain;")).status == 403
+    assert (await proxy.get("/2025-10/echo/plain")).status == 200
+
+
+async def test_without_path_rules_unusual_paths_are_forwarded_as_they_are(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    resp = await raw_request(
+        proxy.port, b"GET /2025-10/echo//a;b/%2573 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    assert resp.status == 200
+    assert criteo.last_request.raw_path == "/2025-10/echo//a;b/%2573"
+
+
 async def test_expect_100_continue_on_a_reserved_path_waits_for_the_guards(
     start_proxy: StartProxy,
 ) -> None:
