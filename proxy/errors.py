@@ -24,6 +24,7 @@ ErrorCode = Literal[
     "path_not_allowed",
     "proxy_key_required",
     "body_too_large",
+    "body_timeout",
     "rate_limited",
     "not_found",
 ]
@@ -42,6 +43,7 @@ TITLES: Final[dict[ErrorCode, str]] = {
     "path_not_allowed": "Path not allowed",
     "proxy_key_required": "A valid X-Proxy-Key is required",
     "body_too_large": "Request body too large",
+    "body_timeout": "The request body stalled",
     "rate_limited": "Rate limit reached",
     "not_found": "No such proxy endpoint",
 }

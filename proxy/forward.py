@@ -137,6 +137,7 @@ class RequestBody:
         self.replayable = complete
         self._max_body_bytes = max_body_bytes
         self.too_large = False
+        self.waiting_for_client = False  # True while a streamed read from the client pends
         self._consumed = False
         self.size = sum(len(chunk) for chunk in prefix)  # bytes received from the client so far
 
@@ -147,7 +148,9 @@ class RequestBody:
         *,
         retry_limit_bytes: int,
         max_body_bytes: int | None,
+        idle_timeout_seconds: float,
     ) -> RequestBody:
+        """Buffer up to RETRY_LIMIT_BYTES; the client may pause IDLE_TIMEOUT_SECONDS at most."""
         if not request.body_exists:
             return cls(None, [], complete=True, max_body_bytes=max_body_bytes)
         declared = request.content_length
@@ -159,7 +162,11 @@ class RequestBody:
         chunks: list[bytes] = []
         size = 0
         while size <= retry_limit_bytes:
-            chunk = await request.content.readany()
+            try:
+                async with asyncio.timeout(idle_timeout_seconds):
+                    chunk = await request.content.readany()
+            except TimeoutError:
+                raise body_timeout(idle_timeout_seconds) from None
             if not chunk:
                 return cls(None, chunks, complete=True, max_body_bytes=max_body_bytes)
             chunks.append(chunk)
@@ -183,7 +190,14 @@ class RequestBody:
             yield chunk
         self._prefix = []
         if self._content is not None:
-            async for chunk in self._content.iter_chunked(STREAM_CHUNK_BYTES):
+            while True:
+                # A stall here (the client's) and one upstream look alike to the
+                # deadline that cuts them; this flag tells them apart.
+                self.waiting_for_client = True
+                chunk = await self._content.read(STREAM_CHUNK_BYTES)
+                self.waiting_for_client = False
+                if not chunk:
+                    break
                 self.size += len(chunk)
                 if self._max_body_bytes is not None and self.size > self._max_body_bytes:
                     self.too_large = True
@@ -202,6 +216,15 @@ async def send_continue_if_expected(request: web.Request) -> None:
         raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect[:100]}")
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0
+
+
+def body_timeout(idle_seconds: float) -> ProxyError:
+    return ProxyError(
+        408,
+        "body_timeout",
+        f"the request body stalled: nothing came for upstream.response_timeout "
+        f"({idle_seconds:g} s)",
+    )
 
 
 def _body_too_large(limit: int) -> ProxyError:
@@ -256,6 +279,7 @@ class Forwarder:
             request,
             retry_limit_bytes=settings.retry_body_limit_bytes,
             max_body_bytes=settings.max_body_bytes,
+            idle_timeout_seconds=settings.response_timeout_seconds,
         )
         if is_oauth_path(path_and_query):
             upstream = await self._send(request, url, body, None, request_id)
@@ -356,9 +380,11 @@ class Forwarder:
                         proxy=self._settings.http_proxy,
                     )
             answer = response.headers
-        except ProxyError:
+        except ProxyError as exc:
             if body.too_large:
                 raise _body_too_large(self._settings.max_body_bytes or 0) from None
+            if exc.code == "upstream_timeout" and body.waiting_for_client:
+                raise body_timeout(timeout_seconds) from None
             raise
         finally:
             request[BYTES_IN] = body.size

@@ -1094,3 +1094,20 @@ async def test_a_steady_upload_longer_than_response_timeout_is_not_cut(
     )
     assert resp.status == 200
     assert (await resp.json())["bodyLength"] == 6000
+
+
+@pytest.mark.parametrize("body_limit", [1_000_000, 4], ids=["buffered", "streamed"])
+async def test_a_request_body_that_stalls_is_cut_after_response_timeout_with_408(
+    start_proxy: StartProxy, criteo: FakeCriteo, body_limit: int
+) -> None:
+    """The client's body may pause at most upstream.response_timeout between two chunks,
+    whether it is being buffered for a 401 replay or streamed to Criteo."""
+    proxy = await start_proxy(upstream={"response_timeout": 0.3}, retry={"body_limit": body_limit})
+    port = proxy_port(proxy)
+    async with raw_connection(port) as (reader, writer):
+        head = request_bytes("POST", "/2025-10/echo/stall", port, {"Content-Length": "100"})
+        await send(writer, head + b"0123456789")  # 10 of the 100 bytes, then nothing
+        answer = await read_answer(reader)
+    assert_proxy_error(answer.status, answer.headers, answer.body, 408, "body_timeout")
+    assert "upstream.response_timeout" in json.loads(answer.body)["errors"][0]["detail"]
+    assert all(seen.body != b"0123456789" * 10 for seen in criteo.requests)
