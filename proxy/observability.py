@@ -61,7 +61,28 @@ def build_json_line(
 
 
 def build_text_line(created: float, level: str, logger: str, message: str) -> str:
+    if not message.isprintable():  # one C-speed scan; the escape is for the rare line
+        message = escape_unprintable(message)
     return f"{_utc_timestamp(created)} {level} {logger}: {message}"
+
+
+def escape_unprintable(text: str) -> str:
+    """Control and separator characters as escapes (``\\u2028``, ``\\x85``).
+
+    A client's header value may carry U+2028, U+0085 or U+001E, which many log
+    viewers (and str.splitlines) take for a line break: with them, a client could
+    forge a log line. JSON lines are safe already (json.dumps escapes them).
+    """
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 class JsonFormatter(logging.Formatter):

@@ -27,6 +27,7 @@ from tests.conftest import (
     assert_absent,
     assert_one_line_error,
     clean_env,
+    raw_request,
     run_cli,
 )
 
@@ -406,6 +407,32 @@ async def test_server_starts_when_the_token_endpoint_is_down_and_says_so(
 
 
 # --- logs -------------------------------------------------------------------------------
+
+
+async def test_text_logs_escape_line_separators_a_client_sends(
+    criteo_url: str, start_cli_server: StartCliServer
+) -> None:
+    """U+2028, U+0085 and friends split a line for many log viewers: a client must not
+    be able to forge a log line with them, in the access line or in a warning."""
+    server = await start_cli_server("--upstream", criteo_url, "--port", "0", env=demo_env())
+    port = int(server.url.rsplit(":", 1)[1])
+    forged = "\u2028\x852026-12-02T00:00:00.000Z INFO criteo_proxy.access: forged"
+    for request in (
+        # aiohttp refuses such bytes in the target itself (400, logged as malformed)
+        f"GET /2025-10/echo/a\x1e{forged.replace(' ', '_')} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        f"GET /2025-10/echo/b HTTP/1.1\r\nHost: localhost\r\nOrigin: http://x{forged}\r\n\r\n",
+        f"GET /2025-10/echo/c HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: {forged}\r\n\r\n",
+        f"GET /2025-10/echo/d HTTP/1.1\r\nHost: {forged.replace(' ', '')}\r\n\r\n",
+    ):
+        answer = await raw_request(port, request.encode())
+        assert answer.status in (400, 403)
+    assert await server.stop() == 0
+    text = server.stderr
+    assert "forged" in text  # the lines are there...
+    for separator in ("\u2028", "\x85", "\x1e"):
+        assert separator not in text  # ...but cannot split
+    assert "\\u2028" in text
+    assert all(line[:4].isdigit() for line in text.split("\n") if line)
 
 
 async def test_json_log_format_writes_only_json_objects_to_stderr(
