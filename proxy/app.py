@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from .config import Config, ConfigError, CredentialsConfig, UpstreamConfig
-from .errors import ProxyError, error_response
+from .errors import ERROR_HEADER, ProxyError, build_error_body
 from .forward import (
     ABORTED,
     BYTES_IN,
@@ -235,6 +235,15 @@ def build_request_context(
         return response
 
     return request_context
+
+
+def error_response(error: ProxyError, request_id: str) -> web.Response:
+    return web.Response(
+        status=error.status,
+        body=build_error_body(error, request_id),
+        content_type="application/json",
+        headers={ERROR_HEADER: error.code},
+    )
 
 
 def _log_access(request: web.Request, status: int, bytes_out: int, started: float) -> None:

@@ -1,7 +1,9 @@
-"""The proxy's own error answers: one exception type, one envelope (Criteo's).
+"""The proxy's own errors: one exception type, its codes, one envelope (Criteo's).
 
 Tools that already parse Criteo's ``{"errors": [...]}`` parse ours too; the
 ``X-Criteo-Proxy-Error`` header tells them that the proxy, not Criteo, spoke.
+Pure: the one function that makes the HTTP answer lives with the server side
+(``app.error_response``), so that ``tokens`` and ``config`` never import it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import json
 from typing import Final, Literal
 
 import aiohttp
-from aiohttp import web
 
 ErrorCode = Literal[
     "token_request_failed",
@@ -76,15 +77,6 @@ def build_error_body(error: ProxyError, request_id: str) -> bytes:
         ]
     }
     return json.dumps(envelope, separators=(",", ":")).encode()
-
-
-def error_response(error: ProxyError, request_id: str) -> web.Response:
-    return web.Response(
-        status=error.status,
-        body=build_error_body(error, request_id),
-        content_type="application/json",
-        headers={ERROR_HEADER: error.code},
-    )
 
 
 def describe(exc: BaseException) -> str:
