@@ -18,18 +18,17 @@ from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from .config import Config, ConfigError, CredentialsConfig, UpstreamConfig
+from .downstream import ABORTED, BYTES_OUT
 from .errors import ERROR_HEADER, ProxyError, build_error_body
 from .forward import (
-    ABORTED,
     BYTES_IN,
-    BYTES_OUT,
-    REQUEST_ID_HEADER,
     RETRIED,
     UPSTREAM_SECONDS,
     Forwarder,
     ForwardSettings,
 )
 from .guards import TARGET, GuardPolicy, add_cors_headers, admit
+from .headers import REQUEST_ID_HEADER
 from .observability import METRICS_CONTENT_TYPE, Metrics, log_access, pick_request_id
 from .pacing import Pacer
 from .token_store import TokenStore

@@ -9,9 +9,12 @@ Pure: the one function that makes the HTTP answer lives with the server side
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final, Literal
 
 import aiohttp
+from yarl import URL
 
 ErrorCode = Literal[
     "token_request_failed",
@@ -87,3 +90,19 @@ def describe(exc: BaseException) -> str:
         return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextmanager
+def upstream_errors(url: URL, timeout: str) -> Iterator[None]:
+    """Turn the upstream leg's failures into the proxy's 502 / 504 (before any byte is sent).
+
+    TIMEOUT names the limit that applies, e.g. ``upstream.response_timeout (120 s)``.
+    """
+    try:
+        yield
+    except TimeoutError as exc:
+        raise ProxyError(
+            504, "upstream_timeout", f"{url.host} did not answer within {timeout}"
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise ProxyError(502, "upstream_unavailable", f"{url.host}: {describe(exc)}") from exc

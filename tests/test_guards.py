@@ -26,8 +26,9 @@ from multidict import CIMultiDict
 from proxy.app import build_app
 from proxy.config import parse_config
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.forward import HOP_BY_HOP, build_upstream_headers, build_upstream_url
+from proxy.forward import build_upstream_url
 from proxy.guards import GuardPolicy, is_host_allowed, parse_host, parse_request_target
+from proxy.headers import HOP_BY_HOP, build_upstream_headers
 from proxy.server import ProxyRunner, build_server_options
 from tests.conftest import StartProxy, raw_request
 
