@@ -17,7 +17,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from .config import Config, ConfigError, CredentialsConfig, UpstreamConfig
 from .downstream import ABORTED, BYTES_OUT
 from .errors import ERROR_HEADER, ProxyError, build_error_body
 from .forward import (
@@ -31,6 +30,7 @@ from .guards import TARGET, GuardPolicy, add_cors_headers, admit
 from .headers import REQUEST_ID_HEADER
 from .observability import METRICS_CONTENT_TYPE, Metrics, log_access, pick_request_id
 from .pacing import Pacer
+from .schema import Config, ConfigError, CredentialsConfig, UpstreamConfig
 from .token_store import TokenStore
 from .tokens import ClientCredentialsGrant, Grant, RefreshTokenGrant, TokenError, TokenProvider
 

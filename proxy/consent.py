@@ -9,7 +9,8 @@ from urllib.parse import unquote_plus
 
 from yarl import URL
 
-from .config import ConfigError, parse_url
+from .addresses import parse_url
+from .schema import ConfigError
 
 CONSENT_URL: Final = "https://consent.criteo.com/request"
 

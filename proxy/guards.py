@@ -18,8 +18,9 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .config import SecurityConfig, parse_host, parse_origin
+from .addresses import parse_host, parse_origin
 from .errors import ERROR_HEADER, ProxyError
+from .schema import SecurityConfig
 
 RESERVED_PREFIX: Final = "/_proxy/"
 HEALTH_PATH: Final = "/_proxy/health"

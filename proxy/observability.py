@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from .config import LogFormat, LogLevel
+from .schema import LogFormat, LogLevel
 
 _MAX_REQUEST_ID_LENGTH: Final = 128
 _MAX_BUFFERED_LINES: Final = 100_000

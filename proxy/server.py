@@ -19,7 +19,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from yarl import URL
 
-from .config import Config, ConfigError, ListenConfig
+from .schema import Config, ConfigError, ListenConfig
 
 log = logging.getLogger("criteo_proxy.server")
 

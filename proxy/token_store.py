@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from .config import ConfigError
+from .schema import ConfigError
 
 _FORMAT_VERSION: Final = 1
 _AUTHORIZE_HINT: Final = "run `criteo-proxy authorize` to create it"

@@ -19,8 +19,8 @@ import aiohttp
 from cachetools import TLRUCache
 from yarl import URL
 
-from .config import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
 from .errors import ErrorCode, ProxyError, describe
+from .schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
 from .token_store import TokenStore, TokenStoreError
 
 log = logging.getLogger("criteo_proxy.tokens")

@@ -19,8 +19,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import build_app
-from proxy.config import Config, parse_config
+from proxy.config import parse_config
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.schema import Config
 from proxy.server import ProxyRunner, build_server_options
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import trustme
 
-from proxy.config import Config, ConfigError, Secret, load_config, parse_config
+from proxy.config import load_config, parse_config
+from proxy.schema import Config, ConfigError, Secret
 
 SECRET = "file-s3cret-e9b1c7"
 API_KEY = "inbound-key-5d0a88"

@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
 from proxy.app import TOKENS
-from proxy.config import Secret
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.schema import Secret
 from proxy.tokens import ClientCredentialsGrant, TokenProvider
 from tests.conftest import ManualClock, StartProxy
 

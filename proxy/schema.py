@@ -1,0 +1,135 @@
+"""The configuration's schema: frozen dataclasses whose field names are the YAML keys.
+
+Every key is optional; the defaults here are DESIGN.md's. ``config`` reads the
+YAML, the environment and the flags into these; nothing here reads anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+GrantType = Literal["client_credentials", "authorization_code"]
+
+CONFIG_ENV_VAR: Final = "CRITEO_PROXY_CONFIG"
+CLIENT_ID_ENV_VAR: Final = "CRITEO_CLIENT_ID"
+CLIENT_SECRET_ENV_VAR: Final = "CRITEO_CLIENT_SECRET"  # noqa: S105 - a variable name
+
+
+class ConfigError(Exception):
+    """A user error in the configuration: one line, naming the key or file, no secret."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a str() or a log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    unix_socket: str | None = None
+    shutdown_grace: float = 30.0
+    header_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamConfig:
+    url: str = "https://api.criteo.com"
+    token_url: str | None = None
+    connect_timeout: float = 10.0
+    response_timeout: float = 120.0
+    read_timeout: float = 300.0
+    max_connections: int = 100
+    ca_file: str | None = None
+
+    @property
+    def effective_token_url(self) -> str:
+        return self.token_url or f"{self.url}/oauth2/token"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CredentialsConfig:
+    grant_type: GrantType = "client_credentials"
+    client_id: str = ""
+    client_secret: Secret = field(default_factory=lambda: Secret(""))
+    client_secret_file: str | None = None
+    redirect_uri: str | None = None
+    token_store: str = "~/.config/criteo-proxy/tokens.json"  # noqa: S105 - a path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokensConfig:
+    refresh_margin: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryConfig:
+    body_limit: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    max_body_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitConfig:
+    enabled: bool = True
+    max_wait: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityConfig:
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
+    allowed_origins: tuple[str, ...] = ()
+    read_only: bool = False
+    allow_paths: tuple[str, ...] = ()
+    deny_paths: tuple[str, ...] = ()
+    api_keys: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingConfig:
+    level: LogLevel = "info"
+    format: LogFormat = "text"
+    access_log: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    source: str | None = None  # the file it came from, for messages; None = defaults

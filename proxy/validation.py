@@ -1,0 +1,104 @@
+"""The rules a parsed configuration must keep; each failure names the key and the fix."""
+
+from __future__ import annotations
+
+import re
+import ssl
+
+from .addresses import parse_host, parse_origin, parse_url
+from .schema import Config, ConfigError
+
+
+def validate_config(config: Config) -> None:
+    listen, upstream = config.listen, config.upstream
+    if not listen.host:
+        raise ConfigError("listen.host: must not be empty")
+    if not 0 <= listen.port <= 65535:
+        raise ConfigError(f"listen.port: expected 0-65535, got {listen.port}")
+    _require_positive("listen.shutdown_grace", listen.shutdown_grace, allow_zero=True)
+    _require_positive("listen.header_timeout", listen.header_timeout)
+
+    _validate_http_url("upstream.url", upstream.url)
+    if upstream.token_url is not None:
+        _validate_http_url("upstream.token_url", upstream.token_url)
+    _require_positive("upstream.connect_timeout", upstream.connect_timeout)
+    _require_positive("upstream.response_timeout", upstream.response_timeout)
+    _require_positive("upstream.read_timeout", upstream.read_timeout)
+    if upstream.max_connections < 1:
+        raise ConfigError(
+            f"upstream.max_connections: expected at least 1, got {upstream.max_connections}"
+        )
+    if upstream.ca_file is not None:
+        _validate_ca_file(upstream.ca_file)
+
+    credentials = config.credentials
+    if credentials.redirect_uri is not None:
+        validate_redirect_uri("credentials.redirect_uri", credentials.redirect_uri)
+
+    _require_positive("tokens.refresh_margin", config.tokens.refresh_margin, allow_zero=True)
+    if config.retry.body_limit < 0:
+        raise ConfigError(f"retry.body_limit: expected 0 or more, got {config.retry.body_limit}")
+    max_body = config.limits.max_body_bytes
+    if max_body is not None and max_body < 1:
+        raise ConfigError(f"limits.max_body_bytes: expected at least 1 or null, got {max_body}")
+    _require_positive("rate_limit.max_wait", config.rate_limit.max_wait, allow_zero=True)
+
+    security = config.security
+    for i, host in enumerate(security.allowed_hosts):
+        if parse_host(host) is None:
+            raise ConfigError(
+                f"security.allowed_hosts[{i}]: expected a host name or address with an "
+                f"optional port (e.g. criteo-proxy or [::1]:8080), got {host!r}"
+            )
+    for i, origin in enumerate(security.allowed_origins):
+        if parse_origin(origin) is None:
+            raise ConfigError(
+                f"security.allowed_origins[{i}]: expected scheme://host[:port] "
+                f"(e.g. http://localhost:3000), got {origin!r}"
+            )
+    for key in ("allow_paths", "deny_paths"):
+        for i, pattern in enumerate(getattr(security, key)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"security.{key}[{i}]: not a valid regex: {exc}") from exc
+    for i, api_key in enumerate(security.api_keys):
+        if not api_key:
+            raise ConfigError(f"security.api_keys[{i}]: must not be empty")
+
+
+def validate_redirect_uri(key: str, value: str) -> None:
+    """An http(s) URL that may carry a query (RFC 6749 3.1.2) but no fragment."""
+    _validate_http_url(key, value, query_allowed=True)
+
+
+def _validate_http_url(key: str, value: str, *, query_allowed: bool = False) -> None:
+    shown = repr(value) if "@" not in value else "a URL with user info (not shown)"
+    url = parse_url(value)
+    if url is None or url.scheme not in ("http", "https") or not url.raw_host:
+        raise ConfigError(
+            f"{key}: expected an http(s) URL such as https://api.criteo.com, got {shown}"
+        )
+    if url.user is not None or url.password is not None:
+        raise ConfigError(f"{key}: must not carry user:password; the proxy adds the credentials")
+    if url.fragment or "#" in value:
+        raise ConfigError(f"{key}: must not carry a fragment (#...), got {shown}")
+    if url.query_string and not query_allowed:
+        raise ConfigError(f"{key}: must not carry a query, got {shown}")
+
+
+def _validate_ca_file(path: str) -> None:
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:  # before OSError: SSLError is one
+        raise ConfigError(
+            f"upstream.ca_file: {path} holds no PEM certificate ({exc.reason})"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"upstream.ca_file: cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _require_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "more than 0"
+        raise ConfigError(f"{key}: expected {bound}, got {value:g}")
