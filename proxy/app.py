@@ -26,13 +26,14 @@ from .forward import (
     Forwarder,
     ForwardSettings,
 )
+from .grants import ClientCredentialsGrant, RefreshTokenGrant
 from .guards import TARGET, GuardPolicy, add_cors_headers, admit
 from .headers import REQUEST_ID_HEADER
 from .observability import METRICS_CONTENT_TYPE, Metrics, log_access, pick_request_id
 from .pacing import Pacer
 from .schema import Config, ConfigError, CredentialsConfig, UpstreamConfig
 from .token_store import TokenStore
-from .tokens import ClientCredentialsGrant, Grant, RefreshTokenGrant, TokenError, TokenProvider
+from .tokens import Grant, TokenError, TokenProvider
 
 log = logging.getLogger("criteo_proxy.app")
 

@@ -24,6 +24,7 @@ from .app import HANDLERS, build_app, build_session, build_token_provider
 from .config import load_config
 from .consent import build_consent_url, parse_landing_url
 from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from .grants import AuthorizationCodeGrant
 from .observability import build_json_line, configure_logging
 from .schema import (
     CLIENT_ID_ENV_VAR,
@@ -34,7 +35,7 @@ from .schema import (
 )
 from .server import start_server, stop_server
 from .token_store import TokenStore
-from .tokens import AuthorizationCodeGrant, Grant, Token, TokenError
+from .tokens import Grant, Token, TokenError
 from .validation import validate_redirect_uri
 
 log = logging.getLogger("criteo_proxy.cli")

@@ -23,8 +23,9 @@ from multidict import CIMultiDict
 
 from proxy.app import TOKENS
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.grants import ClientCredentialsGrant
 from proxy.schema import Secret
-from proxy.tokens import ClientCredentialsGrant, TokenProvider
+from proxy.tokens import TokenProvider
 from tests.conftest import ManualClock, StartProxy
 
 ME = "/2025-10/advertisers/me"

@@ -1,0 +1,159 @@
+"""The grants: what each kind of Criteo app sends to the token endpoint.
+
+client_credentials for most apps; authorization_code once (``criteo-proxy
+authorize``), then refresh_token at run time, keeping a rotated refresh token
+in the token store before its access token is used. Each says whom to blame
+when the endpoint says no, and which of its values are secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Final
+
+from .schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
+from .token_store import TokenStore, TokenStoreError
+from .tokens import Token, TokenError
+
+log = logging.getLogger("criteo_proxy.tokens")
+
+_CREDENTIALS_HINT: Final = f"check {CLIENT_ID_ENV_VAR} / {CLIENT_SECRET_ENV_VAR}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCredentialsGrant:
+    client_id: str
+    client_secret: Secret
+
+    @property
+    def cache_key(self) -> str:
+        return f"client_credentials:{self.client_id}"
+
+    def rejection_hint(self, oauth_error: str) -> str:
+        return _CREDENTIALS_HINT
+
+    def build_form(self) -> dict[str, str]:
+        return {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret.reveal(),
+        }
+
+    def secrets(self) -> list[str]:
+        return [self.client_secret.reveal()]
+
+    async def remember(self, token: Token) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorizationCodeGrant:
+    """The one-time exchange of a consent code (``criteo-proxy authorize``)."""
+
+    client_id: str
+    client_secret: Secret
+    code: str = field(repr=False)
+    redirect_uri: str
+    store: TokenStore
+
+    @property
+    def cache_key(self) -> str:
+        return f"authorization_code:{self.client_id}"
+
+    def rejection_hint(self, oauth_error: str) -> str:
+        if oauth_error == "invalid_grant":
+            return (
+                "the code was refused (codes are single use and short-lived; the redirect URI "
+                "must be the one of the consent): run `criteo-proxy authorize --print-url` again"
+            )
+        return _CREDENTIALS_HINT
+
+    def build_form(self) -> dict[str, str]:
+        return {
+            "grant_type": "authorization_code",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret.reveal(),
+            "code": self.code,
+            "redirect_uri": self.redirect_uri,
+        }
+
+    def secrets(self) -> list[str]:
+        return [self.client_secret.reveal(), self.code]
+
+    async def remember(self, token: Token) -> None:
+        if not token.refresh_token:
+            raise TokenError(
+                502,
+                "token_request_failed",
+                "the token endpoint gave no refresh token for the code: is this an "
+                "authorization-code app?",
+            )
+        try:
+            await asyncio.to_thread(self.store.save, self.client_id, token.refresh_token)
+        except OSError as exc:
+            raise TokenError(
+                502,
+                "token_request_failed",
+                f"could not write {self.store.path} ({exc.strerror or exc}): the code is now "
+                "spent; fix the path or its permissions, then run `criteo-proxy authorize "
+                "--print-url` again",
+            ) from exc
+
+
+class RefreshTokenGrant:
+    """An authorization-code app at run time: refresh, and keep a rotated refresh token."""
+
+    def __init__(self, *, client_id: str, client_secret: Secret, store: TokenStore) -> None:
+        stored = store.load()
+        if stored.client_id != client_id:
+            raise TokenStoreError(
+                f"credentials.token_store: {store.path} holds a refresh token of another "
+                f"client id ({stored.client_id}); run `criteo-proxy authorize` for this one"
+            )
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self._store = store
+        self._refresh_token = stored.refresh_token
+
+    @property
+    def cache_key(self) -> str:
+        return f"refresh_token:{self.client_id}"
+
+    def rejection_hint(self, oauth_error: str) -> str:
+        if oauth_error == "invalid_grant":
+            return (
+                f"the refresh token in {self._store.path} is no longer valid: run "
+                "`criteo-proxy authorize` again (the file is left as it was)"
+            )
+        return _CREDENTIALS_HINT
+
+    def build_form(self) -> dict[str, str]:
+        return {
+            "grant_type": "refresh_token",
+            "client_id": self.client_id,
+            "client_secret": self._client_secret.reveal(),
+            "refresh_token": self._refresh_token,
+        }
+
+    def secrets(self) -> list[str]:
+        return [self._client_secret.reveal(), self._refresh_token]
+
+    async def remember(self, token: Token) -> None:
+        """Store a rotated refresh token before its access token is used."""
+        rotated = token.refresh_token
+        if not rotated or rotated == self._refresh_token:
+            return
+        self._refresh_token = rotated  # kept in memory even if the disk fails
+        try:
+            await asyncio.to_thread(self._store.save, self.client_id, rotated)
+        except OSError as exc:
+            log.error(
+                "could not store the rotated refresh token in %s (%s): this process keeps "
+                "working, but after a restart `criteo-proxy authorize` must be run again",
+                self._store.path,
+                exc.strerror or exc,
+            )
+        else:
+            log.info("stored the rotated refresh token in %s", self._store.path)
