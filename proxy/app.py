@@ -29,7 +29,8 @@ from .forward import (
 from .grants import ClientCredentialsGrant, RefreshTokenGrant
 from .guards import TARGET, GuardPolicy, add_cors_headers, admit
 from .headers import REQUEST_ID_HEADER
-from .observability import METRICS_CONTENT_TYPE, Metrics, log_access, pick_request_id
+from .metrics import METRICS_CONTENT_TYPE, Metrics
+from .observability import log_access, pick_request_id
 from .pacing import Pacer
 from .schema import Config, ConfigError, CredentialsConfig, UpstreamConfig
 from .token_store import TokenStore

@@ -19,7 +19,7 @@ from yarl import URL
 from .downstream import stream_back
 from .errors import ProxyError, upstream_errors
 from .headers import build_upstream_headers
-from .observability import Metrics
+from .metrics import Metrics
 from .pacing import Pacer, RateLimited, Window
 from .request_body import RequestBody, body_timeout, body_too_large
 from .tokens import Token, TokenProvider

@@ -13,7 +13,7 @@ from typing import Final
 
 from multidict import CIMultiDictProxy
 
-from .observability import Metrics
+from .metrics import Metrics
 
 log = logging.getLogger("criteo_proxy.forward")
 
