@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO
 
-from aiohttp import web
-
 from . import __version__
-from .app import HANDLERS, build_app, build_session, build_token_provider
+from .app import build_session, build_token_provider
 from .config import load_config
 from .consent import build_consent_url, parse_landing_url
-from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from .demo import build_demo_config, running_fake_criteo
+from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from .grants import AuthorizationCodeGrant
 from .observability import build_json_line, configure_logging
 from .schema import (
@@ -31,9 +28,8 @@ from .schema import (
     CLIENT_SECRET_ENV_VAR,
     Config,
     ConfigError,
-    Secret,
 )
-from .server import start_server, stop_server
+from .serving import run_event_loop, serve
 from .token_store import TokenStore
 from .tokens import Grant, Token, TokenError
 from .validation import validate_redirect_uri
@@ -200,57 +196,18 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     _output.json = config.logging.format == "json"
     configure_logging(config.logging.level, config.logging.format)
-    _run_server_loop(_serve(config))
+    run_event_loop(serve(config, announce=_announce, on_second_signal=_exit_now))
     return 0
 
 
-def _run_server_loop(main: Coroutine[object, object, None]) -> None:
-    """Serve on uvloop when it is installed (``pip install 'criteo-proxy[speed]'``)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+def _announce(urls: list[str]) -> None:
+    for url in urls:
+        _say(f"serving on {url}", stream=sys.stdout, event="serving", url=url)
 
 
-async def _serve(config: Config, *, banner: Callable[[list[str]], None] | None = None) -> None:
-    stop = _catch_stop_signals()
-    app = build_app(config)
-    server = await start_server(app, config)
-    try:
-        loop_kind = (
-            "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
-        )
-        log.info("serving on %s (event loop: %s)", ", ".join(server.urls), loop_kind)
-        for url in server.urls:
-            _say(f"serving on {url}", stream=sys.stdout, event="serving", url=url)
-        if banner is not None:
-            banner(server.urls)
-        await stop.wait()
-    finally:
-        await stop_server(server, app[HANDLERS], config.listen.shutdown_grace)
-
-
-def _catch_stop_signals() -> asyncio.Event:
-    """Set on the first SIGTERM / SIGINT; a second one exits at once.
-
-    Installed before the server announces itself, so that a signal sent the
-    moment it says "serving on" is already a graceful stop.
-    """
-    stop = asyncio.Event()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            _say("second signal, exiting now", stream=sys.stderr, level="warning")
-            os._exit(EXIT_FAILURE)
-        log.info("stopping: in-flight requests may finish (listen.shutdown_grace)")
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    return stop
+def _exit_now() -> None:
+    _say("second signal, exiting now", stream=sys.stderr, level="warning")
+    os._exit(EXIT_FAILURE)
 
 
 def _configure_one_shot_logging(args: argparse.Namespace, config: Config) -> None:
@@ -303,37 +260,22 @@ def _demo(args: argparse.Namespace) -> int:
     environ.update({CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID, CLIENT_SECRET_ENV_VAR: DEMO_CLIENT_SECRET})
     config = _load(args, environ)
     configure_logging(config.logging.level, config.logging.format)
-    _run_server_loop(_serve_demo(config))
+    run_event_loop(_serve_demo(config))
     return 0
 
 
 async def _serve_demo(config: Config) -> None:
-    fake_runner = web.AppRunner(FakeCriteo().build_app(), access_log=None)
-    await fake_runner.setup()
-    try:
-        fake_site = web.TCPSite(fake_runner, "127.0.0.1", 0)
-        await fake_site.start()
-        fake_host, fake_port = fake_runner.addresses[0][:2]
-        fake_url = f"http://{fake_host}:{fake_port}"
-        config = dataclasses.replace(
-            config,
-            upstream=dataclasses.replace(config.upstream, url=fake_url, token_url=None),
-            credentials=dataclasses.replace(
-                config.credentials,
-                grant_type="client_credentials",
-                client_id=DEMO_CLIENT_ID,
-                client_secret=Secret(DEMO_CLIENT_SECRET),
-            ),
-        )
+    async with running_fake_criteo() as fake_url:
 
-        def banner(urls: list[str]) -> None:
+        def announce(urls: list[str]) -> None:
+            _announce(urls)
             print(f"{PROG} demo: a fake Criteo API answers on {fake_url}", flush=True)
             print("Try it (Ctrl-C stops the demo):", flush=True)
             print(f"  curl {urls[0]}/2025-10/advertisers/me", flush=True)
 
-        await _serve(config, banner=banner)
-    finally:
-        await fake_runner.cleanup()
+        await serve(
+            build_demo_config(config, fake_url), announce=announce, on_second_signal=_exit_now
+        )
 
 
 def _authorize(args: argparse.Namespace) -> int:

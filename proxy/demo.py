@@ -1,0 +1,40 @@
+"""``criteo-proxy demo``: the embedded fake Criteo on a free loopback port, and the
+config that points the proxy at it with the fake's own public credentials."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from .schema import Config, Secret
+
+
+@asynccontextmanager
+async def running_fake_criteo() -> AsyncIterator[str]:
+    """Serve a fresh fake Criteo on 127.0.0.1 (any free port); yields its base URL."""
+    runner = web.AppRunner(FakeCriteo().build_app(), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def build_demo_config(config: Config, fake_url: str) -> Config:
+    """CONFIG aimed at the fake: never real credentials, even when they are set."""
+    return dataclasses.replace(
+        config,
+        upstream=dataclasses.replace(config.upstream, url=fake_url, token_url=None),
+        credentials=dataclasses.replace(
+            config.credentials,
+            grant_type="client_credentials",
+            client_id=DEMO_CLIENT_ID,
+            client_secret=Secret(DEMO_CLIENT_SECRET),
+        ),
+    )
