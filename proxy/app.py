@@ -6,16 +6,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import ssl
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Final
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from yarl import URL
 
 from .downstream import ABORTED, BYTES_OUT
 from .errors import ERROR_HEADER, ProxyError, build_error_body
@@ -26,20 +22,18 @@ from .forward import (
     Forwarder,
     ForwardSettings,
 )
-from .grants import ClientCredentialsGrant, RefreshTokenGrant
 from .guards import TARGET, GuardPolicy, add_cors_headers, admit
 from .headers import REQUEST_ID_HEADER
 from .metrics import METRICS_CONTENT_TYPE, Metrics
 from .observability import log_access, pick_request_id
 from .pacing import Pacer
-from .schema import Config, ConfigError, CredentialsConfig, UpstreamConfig
-from .token_store import TokenStore
-from .tokens import Grant, TokenError, TokenProvider
+from .schema import Config, ConfigError
+from .tokens import TokenError, TokenProvider
+from .upstream import Clock, build_session, build_token_provider, env_proxy_for
 
 log = logging.getLogger("criteo_proxy.app")
 
 CONFIG: Final = web.AppKey("CONFIG", Config)
-Clock = Callable[[], float]
 CLOCK: Final[web.AppKey[Clock]] = web.AppKey("CLOCK")
 TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
 FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
@@ -50,10 +44,6 @@ REQUEST_ID: Final = web.RequestKey("REQUEST_ID", str)
 
 def compact_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
-
-
-# aiohttp's client adds these when absent; a proxy must pass the client's as they are.
-_AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
 def build_app(config: Config, *, clock: Clock = time.monotonic) -> web.Application:
@@ -79,79 +69,6 @@ def build_app(config: Config, *, clock: Clock = time.monotonic) -> web.Applicati
     app.router.add_route("*", "/_proxy/{tail:.*}", reserved_not_found, expect_handler=defer_expect)
     app.router.add_route("*", "/{tail:.*}", forward_request, expect_handler=defer_expect)
     return app
-
-
-def build_grant(credentials: CredentialsConfig) -> Grant:
-    """The grant the server runs with; an unusable token store is a TokenStoreError here."""
-    if credentials.grant_type == "authorization_code":
-        return RefreshTokenGrant(
-            client_id=credentials.client_id,
-            client_secret=credentials.client_secret,
-            store=TokenStore(credentials.token_store),
-        )
-    return ClientCredentialsGrant(
-        client_id=credentials.client_id, client_secret=credentials.client_secret
-    )
-
-
-def build_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:
-    """One pooled, keep-alive session: the TLS handshake to Criteo is paid once."""
-    ssl_context = ssl.create_default_context()
-    if upstream.ca_file:
-        ssl_context.load_verify_locations(cafile=upstream.ca_file)
-    connector = aiohttp.TCPConnector(limit=upstream.max_connections, ssl=ssl_context)
-    return aiohttp.ClientSession(
-        connector=connector,
-        # connect bounds the TCP/TLS set-up; waiting for a pooled connection and
-        # for the response headers is bounded by response_timeout in forward.
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=None,
-            sock_connect=upstream.connect_timeout,
-            sock_read=upstream.read_timeout,
-        ),
-        auto_decompress=False,  # compressed bodies pass through as bytes
-        cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
-        skip_auto_headers=_AUTO_HEADERS_TO_SKIP,
-        read_bufsize=256 * 1024,  # flow-control window per upstream connection
-    )
-
-
-def env_proxy_for(url: str) -> str | None:
-    """The HTTPS_PROXY / HTTP_PROXY for URL, unless NO_PROXY exempts its host.
-
-    Resolved once, with the standard library's rules, instead of aiohttp's
-    ``trust_env``, which would also read ~/.netrc and add its credentials.
-    """
-    parsed = URL(url)
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parsed.scheme or "")
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if not proxy or bypass(parsed.host or "", proxies):
-        return None
-    return proxy
-
-
-def build_token_provider(
-    config: Config,
-    session: aiohttp.ClientSession,
-    *,
-    clock: Clock = time.monotonic,
-    on_fetch: Callable[[bool], None] | None = None,
-    grant: Grant | None = None,
-) -> TokenProvider:
-    """The provider for CONFIG; GRANT replaces the configured one (``authorize``)."""
-    token_url = config.upstream.effective_token_url
-    return TokenProvider(
-        session,
-        grant or build_grant(config.credentials),
-        token_url=token_url,
-        margin_seconds=config.tokens.refresh_margin,
-        timeout_seconds=config.upstream.response_timeout,
-        http_proxy=env_proxy_for(token_url),
-        clock=clock,
-        on_fetch=on_fetch,
-    )
 
 
 async def upstream_context(app: web.Application) -> AsyncIterator[None]:

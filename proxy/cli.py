@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
-from .app import build_session, build_token_provider
 from .config import load_config
 from .consent import build_consent_url, parse_landing_url
 from .demo import build_demo_config, running_fake_criteo
@@ -32,6 +31,7 @@ from .schema import (
 from .serving import run_event_loop, serve
 from .token_store import TokenStore
 from .tokens import Grant, Token, TokenError
+from .upstream import build_session, build_token_provider
 from .validation import validate_redirect_uri
 
 log = logging.getLogger("criteo_proxy.cli")
