@@ -13,9 +13,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
-from . import __version__
+from .arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
 from .config import load_config
 from .consent import build_consent_url, parse_landing_url
 from .demo import build_demo_config, running_fake_criteo
@@ -35,111 +35,6 @@ from .upstream import build_session, build_token_provider
 from .validation import validate_redirect_uri
 
 log = logging.getLogger("criteo_proxy.cli")
-
-PROG = "criteo-proxy"
-EXIT_FAILURE = 1
-EXIT_CONFIG_ERROR = 2
-
-# flag -> the config key it overrides
-_FLAG_KEYS = {
-    "host": "listen.host",
-    "port": "listen.port",
-    "upstream": "upstream.url",
-    "token_url": "upstream.token_url",
-    "log_level": "logging.level",
-    "log_format": "logging.format",
-}
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line, like every other error of ours."""
-
-    def __init__(self, *args: Any, error_status: int = EXIT_CONFIG_ERROR, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._error_status = error_status
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(self._error_status, f"{PROG}: {message} (see {PROG} --help)\n")
-
-
-def _port_number(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected 0-65535, got {port}")
-    return port
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = _OneLineParser(add_help=False)
-    s = argparse.SUPPRESS  # so that a subcommand's defaults never hide the main parser's
-    common.add_argument(
-        "--config",
-        metavar="FILE",
-        default=s,
-        help="YAML config file (default: $CRITEO_PROXY_CONFIG, else none)",
-    )
-    common.add_argument("--host", default=s, help="address to listen on (127.0.0.1)")
-    common.add_argument(
-        "--port", type=_port_number, default=s, help="port to listen on (8080; 0 = any free port)"
-    )
-    common.add_argument(
-        "--upstream", metavar="URL", default=s, help="Criteo API base URL (https://api.criteo.com)"
-    )
-    common.add_argument(
-        "--token-url",
-        metavar="URL",
-        default=s,
-        help="token endpoint (default: UPSTREAM/oauth2/token)",
-    )
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=s)
-    common.add_argument("--log-format", choices=["text", "json"], default=s)
-
-    parser = _OneLineParser(
-        prog=PROG,
-        parents=[common],
-        description="Local authenticating proxy for the Criteo API.",
-        epilog=f"Credentials come from {CLIENT_ID_ENV_VAR} and {CLIENT_SECRET_ENV_VAR}.",
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", parents=[common], help="serve (the default)")
-    commands.add_parser(
-        "check",
-        parents=[common],
-        error_status=EXIT_FAILURE,
-        help="validate the config and fetch one token; exit 0 if all is well",
-    )
-    commands.add_parser(
-        "token", parents=[common], help="print a fresh access token on stdout, for one-off use"
-    )
-    commands.add_parser(
-        "demo",
-        parents=[common],
-        help="run against an embedded fake Criteo: no credentials, no network",
-    )
-    authorize = commands.add_parser(
-        "authorize",
-        parents=[common],
-        help="authorization-code apps: print the consent URL, or store the refresh token",
-    )
-    step = authorize.add_mutually_exclusive_group(required=True)
-    step.add_argument("--print-url", action="store_true", help="print the consent URL")
-    step.add_argument(
-        "--code",
-        metavar="CODE",
-        help="exchange this one-time code (--code=CODE if it starts with -)",
-    )
-    step.add_argument(
-        "--from-url", metavar="URL", help="exchange the code in the address the browser landed on"
-    )
-    authorize.add_argument("--state", metavar="S", help="state to put in / expect back")
-    authorize.add_argument(
-        "--redirect-uri", metavar="URI", help="default: credentials.redirect_uri"
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -188,7 +83,7 @@ def _fail(message: str, status: int) -> NoReturn:
 
 
 def _load(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Config:
-    overrides = {key: getattr(args, flag) for flag, key in _FLAG_KEYS.items() if flag in args}
+    overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if flag in args}
     return load_config(getattr(args, "config", None), environ=environ, overrides=overrides)
 
 
