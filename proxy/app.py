@@ -13,16 +13,10 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .downstream import ABORTED, BYTES_OUT
 from .errors import ERROR_HEADER, ProxyError, build_error_body
-from .forward import (
-    BYTES_IN,
-    RETRIED,
-    UPSTREAM_SECONDS,
-    Forwarder,
-    ForwardSettings,
-)
-from .guards import TARGET, GuardPolicy, add_cors_headers, admit
+from .exchange import Exchange
+from .forward import Forwarder, ForwardSettings
+from .guards import GuardPolicy, add_cors_headers, admit
 from .headers import REQUEST_ID_HEADER
 from .metrics import METRICS_CONTENT_TYPE, Metrics
 from .observability import log_access, pick_request_id
@@ -39,7 +33,7 @@ TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
 FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
 METRICS: Final = web.AppKey("METRICS", Metrics)
 HANDLERS: Final[web.AppKey[set[asyncio.Task[object]]]] = web.AppKey("HANDLERS")
-REQUEST_ID: Final = web.RequestKey("REQUEST_ID", str)
+EXCHANGE: Final = web.RequestKey("EXCHANGE", Exchange)
 
 
 def compact_json(value: object) -> str:
@@ -54,7 +48,7 @@ def build_app(config: Config, *, clock: Clock = time.monotonic) -> web.Applicati
         policy, metrics, handlers, access_log_enabled=config.logging.access_log
     )
     app = web.Application(middlewares=[context])
-    app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(cors_on_prepare)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[METRICS] = metrics
@@ -118,38 +112,39 @@ def build_request_context(
 
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        request_id = pick_request_id(request.headers.get(REQUEST_ID_HEADER))
-        request[REQUEST_ID] = request_id
+        exchange = Exchange(
+            pick_request_id(request.headers.get(REQUEST_ID_HEADER)), time.perf_counter()
+        )
+        request[EXCHANGE] = exchange
         task = asyncio.current_task()
         if task is not None:
             handlers.add(task)
         try:
-            response = admit(policy, request) or await handler(request)
+            response = admit(policy, request, exchange) or await handler(request)
         except ProxyError as exc:
-            log.warning("request %s: %s %s", request_id, exc.code, exc.detail)
-            response = error_response(exc, request_id)
+            log.warning("request %s: %s %s", exchange.request_id, exc.code, exc.detail)
+            exchange.proxy_error = exc.code
+            response = error_response(exc, exchange.request_id)
         except asyncio.CancelledError:
             # The client left, or shutdown_grace ran out: still one access line (499,
             # nginx's "client closed request"), then let the cancellation go on.
-            log.info("request %s: cancelled before its answer was complete", request_id)
+            log.info("request %s: cancelled before its answer was complete", exchange.request_id)
             if access_log_enabled:
-                _log_access(request, 499, request.get(BYTES_OUT, 0), started)
+                _log_access(request, exchange, 499)
             raise
         finally:
             handlers.discard(task)
         status = response.status
         if response.prepared:  # streamed: the whole answer has been written
-            bytes_out = request.get(BYTES_OUT, 0)
-            if request.get(ABORTED, False):
+            if exchange.aborted:
                 status = 502  # the client saw a broken transfer: count and log it as one
         else:
-            response.headers[REQUEST_ID_HEADER] = request_id
+            response.headers[REQUEST_ID_HEADER] = exchange.request_id
             body = response.body if isinstance(response, web.Response) else None
-            bytes_out = len(body) if isinstance(body, bytes) else 0
-        metrics.count_request(request.method, status, request.get(BYTES_IN, 0), bytes_out)
+            exchange.bytes_out = len(body) if isinstance(body, bytes) else 0
+        metrics.count_request(request.method, status, exchange.bytes_in, exchange.bytes_out)
         if access_log_enabled:
-            _log_access(request, status, bytes_out, started)
+            _log_access(request, exchange, status)
         return response
 
     return request_context
@@ -164,17 +159,23 @@ def error_response(error: ProxyError, request_id: str) -> web.Response:
     )
 
 
-def _log_access(request: web.Request, status: int, bytes_out: int, started: float) -> None:
+def _log_access(request: web.Request, exchange: Exchange, status: int) -> None:
     log_access(
         method=request.method,
         path_and_query=request.raw_path,
         status=status,
-        bytes_out=bytes_out,
-        duration_seconds=time.perf_counter() - started,
-        upstream_seconds=request.get(UPSTREAM_SECONDS),
-        retried=request.get(RETRIED, False),
-        request_id=request[REQUEST_ID],
+        bytes_out=exchange.bytes_out,
+        duration_seconds=time.perf_counter() - exchange.started,
+        upstream_seconds=exchange.upstream_seconds,
+        retried=exchange.retried,
+        request_id=exchange.request_id,
     )
+
+
+async def cors_on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    exchange = request.get(EXCHANGE)
+    if exchange is not None and exchange.cors_origin is not None:
+        add_cors_headers(exchange.cors_origin, response)
 
 
 async def defer_expect(request: web.Request) -> None:
@@ -182,7 +183,7 @@ async def defer_expect(request: web.Request) -> None:
 
 
 async def forward_request(request: web.Request) -> web.StreamResponse:
-    return await request.app[FORWARDER].handle(request, request[TARGET], request[REQUEST_ID])
+    return await request.app[FORWARDER].handle(request, request[EXCHANGE])
 
 
 async def health(request: web.Request) -> web.Response:

@@ -3,13 +3,17 @@
 A small body of known length is read whole and sent in one write (and a failure
 there is still an honest 502 / 504); anything else is streamed chunk by chunk,
 never held in memory, and a failure after the status line aborts the client's
-connection: a broken transfer, never a clean short body.
+connection: a broken transfer, never a clean short body. A JSON error answer
+(4xx / 5xx) of at most 8 KiB is also noted in the exchange, with Criteo's
+trace id, for the log and the console; compressed ones are inflated for that
+(never for the client).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import zlib
 from typing import Final
 
 import aiohttp
@@ -17,32 +21,37 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .errors import describe, upstream_errors
+from .exchange import Exchange
 from .headers import build_downstream_headers
 from .request_body import STREAM_CHUNK_BYTES
 
 log = logging.getLogger("criteo_proxy.forward")
 
-BYTES_OUT: Final = web.RequestKey("BYTES_OUT", int)
-ABORTED: Final = web.RequestKey("ABORTED", bool)  # upstream failed after the status was sent
 # Bodies of known length up to this size are read whole and sent in one write.
 SMALL_BODY_BYTES: Final = 64 * 1024
+# Error bodies up to this size (inflated) are kept for the console and searched for trace ids.
+ERROR_BODY_BYTES: Final = 8 * 1024
+_INFLATE_WBITS: Final = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
 
 
 async def stream_back(
-    request: web.Request, upstream: aiohttp.ClientResponse, request_id: str
+    request: web.Request, upstream: aiohttp.ClientResponse, exchange: Exchange
 ) -> web.StreamResponse:
     """Criteo's answer to the client; the upstream response is released in the end."""
     try:
-        headers = build_downstream_headers(upstream.headers, request_id=request_id)
+        headers = build_downstream_headers(upstream.headers, request_id=exchange.request_id)
         length = upstream.content_length
         if length is not None and length <= SMALL_BODY_BYTES:
-            body = await _read_small_body(upstream, request_id)
-            request[BYTES_OUT] = len(body)
+            with upstream_errors(upstream.url, "upstream.read_timeout"):
+                body = await upstream.read()
+            exchange.bytes_out = len(body)
+            if is_json_error(upstream):
+                note_error_body(upstream, body, exchange)
             # One write for headers and body, instead of one per part.
             return web.Response(
                 status=upstream.status, reason=upstream.reason, headers=headers, body=body
             )
-        return await _stream(request, upstream, headers, request_id)
+        return await _stream(request, upstream, headers, exchange)
     finally:
         upstream.release()
 
@@ -51,12 +60,14 @@ async def _stream(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     headers: CIMultiDict[str],
-    request_id: str,
+    exchange: Exchange,
 ) -> web.StreamResponse:
     """Copy a large or open-ended body chunk by chunk: never all of it in memory."""
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(headers)
     await response.prepare(request)
+    # The start of a JSON error answer, kept while it is small enough to note.
+    error_head: list[bytes] | None = [] if is_json_error(upstream) else None
     sent = 0
     while True:
         try:
@@ -66,44 +77,66 @@ async def _stream(
             # transfer, never a clean short body.
             log.warning(
                 "request %s: upstream failed mid-body (%s); aborting the client connection",
-                request_id,
+                exchange.request_id,
                 describe(exc),
             )
             abort_client(request)
-            request[ABORTED] = True
+            exchange.aborted = True
             return response
         if not chunk:
             break
+        if error_head is not None:
+            error_head.append(chunk)
+            if sent + len(chunk) > SMALL_BODY_BYTES:
+                error_head = None
         try:
             await response.write(chunk)
         except ConnectionError:
-            log.info("request %s: client went away mid-download", request_id)
+            log.info("request %s: client went away mid-download", exchange.request_id)
             return response
         finally:
             sent += len(chunk)
-            request[BYTES_OUT] = sent
+            exchange.bytes_out = sent
     await response.write_eof()
+    if error_head is not None:
+        note_error_body(upstream, b"".join(error_head), exchange)
     return response
 
 
-async def _read_small_body(upstream: aiohttp.ClientResponse, request_id: str) -> bytes:
-    """A body of known, small length, read whole before answering.
+def is_json_error(upstream: aiohttp.ClientResponse) -> bool:
+    return upstream.status >= 400 and "json" in upstream.headers.get("Content-Type", "")
 
-    A failure here comes before any byte went to the client, so it is still
-    an honest 502 / 504. Criteo's trace id in an error envelope is logged.
-    """
-    with upstream_errors(upstream.url, "upstream.read_timeout"):
-        body = await upstream.read()
-    if upstream.status >= 400 and "json" in upstream.headers.get("Content-Type", ""):
-        trace_ids = find_trace_ids(body)
-        if trace_ids:
-            log.info(
-                "request %s: Criteo answered %d (Criteo traceId %s)",
-                request_id,
-                upstream.status,
-                ", ".join(trace_ids),
-            )
-    return body
+
+def note_error_body(upstream: aiohttp.ClientResponse, body: bytes, exchange: Exchange) -> None:
+    """Criteo's error envelope: its trace id logged, the body kept for the console."""
+    readable = inflate_bounded(body, upstream.headers.get("Content-Encoding", "identity"))
+    if readable is None:
+        return
+    exchange.error_body = readable
+    trace_ids = find_trace_ids(readable)
+    if trace_ids:
+        exchange.criteo_trace_id = trace_ids[0]
+        log.info(
+            "request %s: Criteo answered %d (Criteo traceId %s)",
+            exchange.request_id,
+            upstream.status,
+            ", ".join(trace_ids),
+        )
+
+
+def inflate_bounded(body: bytes, encoding: str) -> bytes | None:
+    """BODY as text bytes of at most ERROR_BODY_BYTES, or None (too big, unknown coding)."""
+    wbits = _INFLATE_WBITS.get(encoding.strip().lower())
+    if wbits is None:
+        return None
+    if wbits == 0:
+        return body if len(body) <= ERROR_BODY_BYTES else None
+    inflater = zlib.decompressobj(wbits)
+    try:
+        readable = inflater.decompress(body, ERROR_BODY_BYTES + 1)
+    except zlib.error:
+        return None
+    return readable if len(readable) <= ERROR_BODY_BYTES else None
 
 
 def find_trace_ids(body: bytes) -> list[str]:

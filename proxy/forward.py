@@ -18,6 +18,7 @@ from yarl import URL
 
 from .downstream import stream_back
 from .errors import ProxyError, upstream_errors
+from .exchange import Exchange
 from .headers import build_upstream_headers
 from .metrics import Metrics
 from .pacing import Pacer, RateLimited, Window
@@ -27,9 +28,6 @@ from .versions import ApiVersions
 
 log = logging.getLogger("criteo_proxy.forward")
 
-RETRIED: Final = web.RequestKey("RETRIED", bool)  # the request was replayed after a 401
-UPSTREAM_SECONDS: Final = web.RequestKey("UPSTREAM_SECONDS", float)  # until response headers
-BYTES_IN: Final = web.RequestKey("BYTES_IN", int)
 _OAUTH_PREFIX: Final = "/oauth2/"
 
 
@@ -73,9 +71,8 @@ class Forwarder:
             f"upstream.response_timeout ({settings.response_timeout_seconds:g} s)"
         )
 
-    async def handle(
-        self, request: web.Request, path_and_query: str, request_id: str
-    ) -> web.StreamResponse:
+    async def handle(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        path_and_query = exchange.target
         settings = self._settings
         url = build_upstream_url(settings.upstream_url, path_and_query)
         body = await RequestBody.read(
@@ -85,36 +82,35 @@ class Forwarder:
             idle_timeout_seconds=settings.response_timeout_seconds,
         )
         if is_oauth_path(path_and_query):
-            upstream = await self._send(request, url, body, None, request_id)
+            upstream = await self._send(request, url, body, None, exchange)
             self._versions.note(upstream.headers, path_and_query)
-            return await stream_back(request, upstream, request_id)
+            return await stream_back(request, upstream, exchange)
 
         token = await self._tokens.get_token()
-        upstream = await self._send(request, url, body, token, request_id)
+        upstream = await self._send(request, url, body, token, exchange)
         if upstream.status == 401:
             if body.replayable:
                 upstream.release()
                 self._tokens.invalidate(token)
                 token = await self._tokens.get_token()
-                request[RETRIED] = True
+                exchange.retried = "401"
                 self._metrics.retries.inc()
                 log.info(
-                    "request %s: Criteo answered 401, retrying once with a new token", request_id
+                    "request %s: Criteo answered 401, retrying once with a new token",
+                    exchange.request_id,
                 )
-                upstream = await self._send(request, url, body, token, request_id)
+                upstream = await self._send(request, url, body, token, exchange)
             else:
                 log.warning(
                     "request %s: Criteo answered 401; not retried because the body was larger "
                     "than retry.body_limit (%d bytes)",
-                    request_id,
+                    exchange.request_id,
                     settings.retry_body_limit_bytes,
                 )
         if upstream.status == 429:
-            upstream = await self._retry_after_reset(
-                request, url, body, token, upstream, request_id
-            )
+            upstream = await self._retry_after_reset(request, url, body, token, upstream, exchange)
         self._versions.note(upstream.headers, path_and_query)
-        return await stream_back(request, upstream, request_id)
+        return await stream_back(request, upstream, exchange)
 
     async def _retry_after_reset(
         self,
@@ -123,7 +119,7 @@ class Forwarder:
         body: RequestBody,
         token: Token,
         upstream: aiohttp.ClientResponse,
-        request_id: str,
+        exchange: Exchange,
     ) -> aiohttp.ClientResponse:
         """A 429 means Criteo did not process the request: replay it once, after the reset."""
         self._metrics.rate_limited.labels("seen").inc()
@@ -140,13 +136,16 @@ class Forwarder:
         else:
             why_not = ""
         if why_not:
-            log.warning("request %s: Criteo answered 429; passed on (%s)", request_id, why_not)
+            log.warning(
+                "request %s: Criteo answered 429; passed on (%s)", exchange.request_id, why_not
+            )
             return upstream
         upstream.release()
+        exchange.retried = "429"
         self._metrics.rate_limited.labels("retried").inc()
-        log.info("request %s: Criteo answered 429; retrying after the reset", request_id)
+        log.info("request %s: Criteo answered 429; retrying after the reset", exchange.request_id)
         # The window now says remaining 0: _send waits in line until the reset.
-        return await self._send(request, url, body, token, request_id)
+        return await self._send(request, url, body, token, exchange)
 
     async def _send(
         self,
@@ -154,15 +153,15 @@ class Forwarder:
         url: URL,
         body: RequestBody,
         token: Token | None,
-        request_id: str,
+        exchange: Exchange,
     ) -> aiohttp.ClientResponse:
         headers = build_upstream_headers(
             request.headers,
             token=None if token is None else token.access_token,
-            request_id=request_id,
+            request_id=exchange.request_id,
         )
         timeout_seconds = self._settings.response_timeout_seconds
-        window = await self._wait_for_slot(url.raw_path, request_id) if token else None
+        window = await self._wait_for_slot(url.raw_path, exchange) if token else None
         started = time.perf_counter()
         answer: CIMultiDictProxy[str] | None = None
         try:
@@ -192,15 +191,15 @@ class Forwarder:
                 raise body_timeout(timeout_seconds) from None
             raise
         finally:
-            request[BYTES_IN] = body.size
+            exchange.bytes_in = body.size
             if window is not None:
                 window.answered(answer)
         elapsed = time.perf_counter() - started
         self._metrics.upstream_latency.observe(elapsed)
-        request[UPSTREAM_SECONDS] = request.get(UPSTREAM_SECONDS, 0.0) + elapsed
+        exchange.add_upstream_seconds(elapsed)
         return response
 
-    async def _wait_for_slot(self, path: str, request_id: str) -> Window | None:
+    async def _wait_for_slot(self, path: str, exchange: Exchange) -> Window | None:
         """Wait in line for Criteo's rate-limit window; 429 rate_limited past max_wait."""
         pacer = self._pacer
         if not pacer.enabled:
@@ -219,6 +218,11 @@ class Forwarder:
                 f"{seconds:.0f} s: more than rate_limit.max_wait ({pacer.max_wait_seconds:g} s)",
             ) from None
         if waited:
+            exchange.rate_limit_wait_seconds += waited
             self._metrics.rate_limit_wait.inc(waited)
-            log.info("request %s: waited %.2f s for Criteo's rate-limit window", request_id, waited)
+            log.info(
+                "request %s: waited %.2f s for Criteo's rate-limit window",
+                exchange.request_id,
+                waited,
+            )
         return window

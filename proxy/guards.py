@@ -20,6 +20,7 @@ from yarl import URL
 
 from .addresses import parse_host, parse_origin
 from .errors import ERROR_HEADER, ProxyError
+from .exchange import Exchange
 from .schema import SecurityConfig
 
 RESERVED_PREFIX: Final = "/_proxy/"
@@ -32,9 +33,6 @@ READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _AMBIGUOUS_PATH: Final = re.compile(r"%2e|%2f|%5c|%25|\\|/\.\.?(?:/|$)|//|;", re.IGNORECASE)
 _SAFE_FETCH_SITES: Final = frozenset({"", "none", "same-origin"})
 _EXPOSED_HEADERS: Final = f"X-Request-Id, {ERROR_HEADER}"
-
-TARGET: Final = web.RequestKey("TARGET", str)  # the path and query to forward
-CORS_ORIGIN: Final = web.RequestKey("CORS_ORIGIN", str)  # an allowed browser origin
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,8 +213,10 @@ def build_preflight_response(policy: GuardPolicy, request: web.Request) -> web.R
     )
 
 
-def admit(policy: GuardPolicy, request: web.Request) -> web.Response | None:
+def admit(policy: GuardPolicy, request: web.Request, exchange: Exchange) -> web.Response | None:
     """Run every check on REQUEST: a ProxyError refuses it; a Response answers a preflight.
+
+    The target to forward and an allowed browser origin are noted in EXCHANGE.
 
     A plain function called by the app's one middleware, rather than a
     middleware of its own: each middleware layer costs every request an
@@ -225,9 +225,9 @@ def admit(policy: GuardPolicy, request: web.Request) -> web.Response | None:
     raw_target = request.raw_path
     host = request.headers.get("Host")
     if raw_target.startswith("/"):
-        request[TARGET] = raw_target
+        exchange.target = raw_target
     else:
-        request[TARGET] = parse_request_target(
+        exchange.target = parse_request_target(
             policy, raw_target, host_header=host, local_port=local_port_of(request)
         )
     if host is not None and not is_host_allowed(policy, host):
@@ -239,7 +239,7 @@ def admit(policy: GuardPolicy, request: web.Request) -> web.Response | None:
         )
     origin = check_browser_origin(policy, request.headers)
     if origin is not None:
-        request[CORS_ORIGIN] = origin
+        exchange.cors_origin = origin
         if is_preflight(request):
             return build_preflight_response(policy, request)
     # Which route answers decides what is reserved, never a decoded path: /_proxy%2Fhealth
@@ -257,17 +257,14 @@ def admit(policy: GuardPolicy, request: web.Request) -> web.Response | None:
         policy,
         request.method,
         request.path,
-        request[TARGET].split("?")[0],
+        exchange.target.split("?")[0],
         reserved=route_path.startswith(RESERVED_PREFIX),
     )
     return None
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: allowed origins get CORS headers on every answer, errors included."""
-    origin = request.get(CORS_ORIGIN)
-    if origin is None:
-        return
+def add_cors_headers(origin: str, response: web.StreamResponse) -> None:
+    """Allowed origins get CORS headers on every answer, errors included."""
     response.headers["Access-Control-Allow-Origin"] = origin
     response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
     response.headers.add("Vary", "Origin")

@@ -17,6 +17,7 @@ from typing import Final, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .exchange import RetryReason
 from .schema import LogFormat, LogLevel
 
 _MAX_REQUEST_ID_LENGTH: Final = 128
@@ -207,7 +208,7 @@ def log_access(
     bytes_out: int,
     duration_seconds: float,
     upstream_seconds: float | None,
-    retried: bool,
+    retried: RetryReason | None,
     request_id: str,
 ) -> None:
     """One line per request, written after the answer."""
@@ -220,7 +221,7 @@ def log_access(
     message = (
         f"{method} {path} {status} {bytes_out}B {duration_ms}ms "
         f"upstream={'-' if upstream_ms is None else f'{upstream_ms}ms'} "
-        f"retried={'yes' if retried else 'no'} id={request_id}"
+        f"retried={retried or 'no'} id={request_id}"
     )
     fields = {
         "method": method,
@@ -229,7 +230,8 @@ def log_access(
         "bytes": bytes_out,
         "duration_ms": duration_ms,
         "upstream_ms": upstream_ms,
-        "retried": retried,
+        "retried": retried is not None,
+        "retry_reason": retried,
         "request_id": request_id,
     }
     if sink is not None:

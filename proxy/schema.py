@@ -122,6 +122,13 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleConfig:
+    enabled: bool = True
+    history: int = 200  # requests kept in memory
+    error_bodies: bool = True  # keep Criteo's JSON error bodies (<= 8 KiB) of failed requests
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -132,4 +139,5 @@ class Config:
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     source: str | None = None  # the file it came from, for messages; None = defaults

@@ -8,6 +8,9 @@ import ssl
 from .addresses import parse_host, parse_origin, parse_url
 from .schema import Config, ConfigError
 
+# The history is memory only: bounded in count here, and in bytes by history.py.
+MAX_CONSOLE_HISTORY = 100_000
+
 
 def validate_config(config: Config) -> None:
     listen, upstream = config.listen, config.upstream
@@ -65,6 +68,11 @@ def validate_config(config: Config) -> None:
     for i, api_key in enumerate(security.api_keys):
         if not api_key:
             raise ConfigError(f"security.api_keys[{i}]: must not be empty")
+    history = config.console.history
+    if not 0 <= history <= MAX_CONSOLE_HISTORY:
+        raise ConfigError(
+            f"console.history: expected 0-{MAX_CONSOLE_HISTORY} requests, got {history}"
+        )
 
 
 def validate_redirect_uri(key: str, value: str) -> None:

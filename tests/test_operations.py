@@ -39,6 +39,7 @@ ACCESS_FIELDS = {
     "duration_ms",
     "upstream_ms",
     "retried",
+    "retry_reason",
     "request_id",
 }
 API_PATH = "/2025-10/advertisers/me"
@@ -136,6 +137,7 @@ async def test_access_log_has_one_record_per_request_with_every_field(
     assert fields["status"] == 200
     assert fields["bytes"] == len(body)
     assert fields["retried"] is False
+    assert fields["retry_reason"] is None
     assert fields["request_id"] == "access-1"
     assert isinstance(fields["upstream_ms"], float)
     assert 0 <= fields["upstream_ms"] <= fields["duration_ms"]
@@ -157,7 +159,9 @@ async def test_access_log_says_retried_after_a_401_replay(
     assert resp.status == 200
     [record] = access_records(caplog)
     assert access_fields(record)["retried"] is True
-    assert "retried=yes" in record.getMessage()
+    assert access_fields(record)["retry_reason"] == "401"
+    # The reason, as DESIGN 10 has it for transient retries (retried=transient).
+    assert "retried=401" in record.getMessage()
 
 
 async def test_access_log_for_a_reserved_path_has_no_upstream_duration(
