@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, middleware, the upstream session's life."""
+"""The aiohttp application of one profile: routes, the middleware, the upstream leg's life."""
 
 from __future__ import annotations
 
@@ -13,25 +13,32 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from .console import add_console_routes
 from .errors import ERROR_HEADER, ProxyError, build_error_body
 from .exchange import Exchange
-from .forward import Forwarder, ForwardSettings
+from .forward import Forwarder, ForwardSettings, is_oauth_path
 from .guards import GuardPolicy, add_cors_headers, admit
 from .headers import REQUEST_ID_HEADER
-from .metrics import METRICS_CONTENT_TYPE, Metrics
+from .history import build_record
+from .metrics import METRICS_CONTENT_TYPE
 from .observability import log_access, pick_request_id
-from .pacing import Pacer
 from .schema import Config, ConfigError
+from .state import (
+    DEFAULT_PROFILE,
+    ProcessState,
+    ProfileState,
+    build_process_state,
+    build_profile_state,
+)
 from .tokens import TokenError, TokenProvider
 from .upstream import Clock, build_session, build_token_provider, env_proxy_for
 
 log = logging.getLogger("criteo_proxy.app")
 
-CONFIG: Final = web.AppKey("CONFIG", Config)
-CLOCK: Final[web.AppKey[Clock]] = web.AppKey("CLOCK")
+PROCESS: Final = web.AppKey("PROCESS", ProcessState)
+PROFILE: Final = web.AppKey("PROFILE", ProfileState)
 TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
 FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
-METRICS: Final = web.AppKey("METRICS", Metrics)
 HANDLERS: Final[web.AppKey[set[asyncio.Task[object]]]] = web.AppKey("HANDLERS")
 EXCHANGE: Final = web.RequestKey("EXCHANGE", Exchange)
 
@@ -40,40 +47,55 @@ def compact_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def build_app(config: Config, *, clock: Clock = time.monotonic) -> web.Application:
-    metrics = Metrics()
-    policy = GuardPolicy.from_config(config.security)
-    handlers: set[asyncio.Task[object]] = set()
-    context = build_request_context(
-        policy, metrics, handlers, access_log_enabled=config.logging.access_log
+def build_app(
+    config: Config,
+    *,
+    clock: Clock = time.monotonic,
+    process: ProcessState | None = None,
+    profile_name: str = DEFAULT_PROFILE,
+) -> web.Application:
+    """The app of one profile. Alone (no PROCESS), it is its own process: it makes and
+    closes the upstream session; with profiles, they share PROCESS and its session."""
+    if process is None:
+        process = build_process_state(config, clock=clock)
+    profile = build_profile_state(profile_name, config, process.metrics)
+    process.profiles[profile_name] = profile
+    policy = GuardPolicy.from_config(
+        config.security, console_cookie=f"criteo_proxy_console_{profile_name}"
     )
+    context = build_request_context(policy, process, profile)
     app = web.Application(middlewares=[context])
     app.on_response_prepare.append(cors_on_prepare)
-    app[CONFIG] = config
-    app[CLOCK] = clock
-    app[METRICS] = metrics
-    app[HANDLERS] = handlers
-    metrics.in_flight.set_function(lambda: len(handlers))
+    app[PROCESS] = process
+    app[PROFILE] = profile
+    app[HANDLERS] = process.handlers
     app.cleanup_ctx.append(upstream_context)
     # Expect is answered by us after the guards, on every route (aiohttp would answer
     # 100 Continue, or 417, before any middleware runs).
-    app.router.add_get("/_proxy/health", health, expect_handler=defer_expect)
-    app.router.add_get("/_proxy/ready", ready, expect_handler=defer_expect)
-    app.router.add_get("/_proxy/metrics", metrics_endpoint, expect_handler=defer_expect)
-    app.router.add_route("*", "/_proxy/{tail:.*}", reserved_not_found, expect_handler=defer_expect)
-    app.router.add_route("*", "/{tail:.*}", forward_request, expect_handler=defer_expect)
+    router = app.router
+    router.add_get("/_proxy/health", health, expect_handler=defer_expect)
+    router.add_get("/_proxy/ready", ready, expect_handler=defer_expect)
+    router.add_get("/_proxy/metrics", metrics_endpoint, expect_handler=defer_expect)
+    if process.config.console.enabled:
+        add_console_routes(router, process, profile, policy, expect_handler=defer_expect)
+    router.add_route("*", "/_proxy/{tail:.*}", reserved_not_found, expect_handler=defer_expect)
+    router.add_route("*", "/{tail:.*}", forward_request, expect_handler=defer_expect)
     return app
 
 
 async def upstream_context(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    session = build_session(config.upstream)
+    process, profile = app[PROCESS], app[PROFILE]
+    config = profile.config
+    owns_session = process.session is None
+    session = process.session = process.session or build_session(process.config.upstream)
     try:
         tokens = build_token_provider(
-            config, session, clock=app[CLOCK], on_fetch=app[METRICS].count_token_fetch
+            config, session, clock=process.clock, on_fetch=process.metrics.count_token_fetch
         )
     except ConfigError:
-        await session.close()
+        if owns_session:
+            await session.close()
+            process.session = None
         raise
     settings = ForwardSettings(
         upstream_url=config.upstream.url,
@@ -82,10 +104,10 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         response_timeout_seconds=config.upstream.response_timeout,
         http_proxy=env_proxy_for(config.upstream.url),
     )
-    app[TOKENS] = tokens
-    pacer = Pacer(enabled=config.rate_limit.enabled, max_wait_seconds=config.rate_limit.max_wait)
-    app[METRICS].rate_limit_waiting.set_function(lambda: pacer.waiting)
-    app[FORWARDER] = Forwarder(session, tokens, settings, app[METRICS], pacer)
+    profile.tokens = app[TOKENS] = tokens
+    app[FORWARDER] = Forwarder(
+        session, tokens, settings, process.metrics, profile.pacer, profile.versions
+    )
     # The server starts even when the token endpoint is down; the warm-up only logs.
     warm_up = asyncio.create_task(tokens.warm_up())
     try:
@@ -95,20 +117,41 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await warm_up
         await tokens.aclose()
-        await session.close()
+        if owns_session:
+            await session.close()
+            process.session = None
 
 
 def build_request_context(
-    policy: GuardPolicy,
-    metrics: Metrics,
-    handlers: set[asyncio.Task[object]],
-    *,
-    access_log_enabled: bool,
+    policy: GuardPolicy, process: ProcessState, profile: ProfileState
 ) -> Middleware:
-    """The one middleware: request id, the guards, the error envelope, metrics, the access line.
+    """The one middleware: request id, the guards, the error envelope, metrics, the access
+    line and the console's record."""
+    handlers = process.handlers
+    metrics = process.metrics
+    access_log_enabled = process.config.logging.access_log
+    history = process.history
+    keep_error_bodies = process.config.console.error_bodies
 
-    HANDLERS holds the tasks of the requests being served, for a bounded shutdown.
-    """
+    def finish(request: web.Request, exchange: Exchange, status: int) -> None:
+        if access_log_enabled:
+            _log_access(request, exchange, status)
+        if history.max_records and (not exchange.reserved or exchange.proxy_error):
+            tokens = profile.tokens
+            token = tokens.cached_token() if tokens is not None else None
+            history.append(
+                build_record(
+                    history,
+                    profile=profile.name,
+                    method=request.method,
+                    raw_path=request.raw_path,
+                    status=status,
+                    exchange=exchange,
+                    duration_seconds=time.perf_counter() - exchange.started,
+                    keep_error_body=keep_error_bodies and not is_oauth_path(exchange.target),
+                    scrub=None if token is None else token.access_token,
+                )
+            )
 
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -123,14 +166,14 @@ def build_request_context(
             response = admit(policy, request, exchange) or await handler(request)
         except ProxyError as exc:
             log.warning("request %s: %s %s", exchange.request_id, exc.code, exc.detail)
-            exchange.proxy_error = exc.code
             response = error_response(exc, exchange.request_id)
+            exchange.proxy_error = exc.code
+            exchange.error_body = response.body if isinstance(response.body, bytes) else None
         except asyncio.CancelledError:
             # The client left, or shutdown_grace ran out: still one access line (499,
             # nginx's "client closed request"), then let the cancellation go on.
             log.info("request %s: cancelled before its answer was complete", exchange.request_id)
-            if access_log_enabled:
-                _log_access(request, exchange, 499)
+            finish(request, exchange, 499)
             raise
         finally:
             handlers.discard(task)
@@ -143,8 +186,7 @@ def build_request_context(
             body = response.body if isinstance(response, web.Response) else None
             exchange.bytes_out = len(body) if isinstance(body, bytes) else 0
         metrics.count_request(request.method, status, exchange.bytes_in, exchange.bytes_out)
-        if access_log_enabled:
-            _log_access(request, exchange, status)
+        finish(request, exchange, status)
         return response
 
     return request_context
@@ -206,7 +248,7 @@ async def ready(request: web.Request) -> web.Response:
             status=503,
             dumps=compact_json,
         )
-    remaining = token.expires_at - request.app[CLOCK]()
+    remaining = token.expires_at - request.app[PROCESS].clock()
     last_error = tokens.last_error
     return web.json_response(
         {
@@ -220,7 +262,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(
-        body=request.app[METRICS].render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+        body=request.app[PROCESS].metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
     )
 
 
@@ -228,6 +270,6 @@ async def reserved_not_found(request: web.Request) -> web.Response:
     raise ProxyError(
         404,
         "not_found",
-        f"{request.path} is reserved for the proxy; it serves /_proxy/health, /_proxy/ready "
-        "and /_proxy/metrics",
+        f"{request.path} is reserved for the proxy; it serves /_proxy/health, /_proxy/ready, "
+        "/_proxy/metrics and (unless console.enabled is false) the console at /_proxy/",
     )

@@ -16,7 +16,9 @@ from .schema import Config, Secret
 @asynccontextmanager
 async def running_fake_criteo() -> AsyncIterator[str]:
     """Serve a fresh fake Criteo on 127.0.0.1 (any free port); yields its base URL."""
-    runner = web.AppRunner(FakeCriteo().build_app(), access_log=None)
+    # Metered like Criteo (250 calls a minute), so that the console has windows to show.
+    fake = FakeCriteo(rate_limit=250, rate_window_seconds=60)
+    runner = web.AppRunner(fake.build_app(), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()

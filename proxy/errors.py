@@ -31,6 +31,7 @@ ErrorCode = Literal[
     "body_timeout",
     "rate_limited",
     "not_found",
+    "bad_request",
 ]
 
 ERROR_HEADER: Final = "X-Criteo-Proxy-Error"
@@ -50,6 +51,7 @@ TITLES: Final[dict[ErrorCode, str]] = {
     "body_timeout": "The request body stalled",
     "rate_limited": "Rate limit reached",
     "not_found": "No such proxy endpoint",
+    "bad_request": "Bad request to a proxy endpoint",
 }
 
 

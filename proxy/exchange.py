@@ -22,6 +22,7 @@ class Exchange:
         "proxy_error",
         "rate_limit_wait_seconds",
         "request_id",
+        "reserved",
         "retried",
         "started",
         "target",
@@ -42,6 +43,7 @@ class Exchange:
         self.criteo_trace_id: str | None = None
         self.error_body: bytes | None = None  # a small JSON error answer, for the console
         self.proxy_error: str | None = None  # the proxy's own error code, if it answered
+        self.reserved = False  # answered by a /_proxy/ route (not forwarded)
 
     def add_upstream_seconds(self, seconds: float) -> None:
         self.upstream_seconds = (self.upstream_seconds or 0.0) + seconds

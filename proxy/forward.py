@@ -60,13 +60,14 @@ class Forwarder:
         settings: ForwardSettings,
         metrics: Metrics,
         pacer: Pacer,
+        versions: ApiVersions,
     ) -> None:
         self._session = session
         self._tokens = tokens
         self._settings = settings
         self._metrics = metrics
         self._pacer = pacer
-        self._versions = ApiVersions(metrics)
+        self._versions = versions
         self._response_timeout_label = (
             f"upstream.response_timeout ({settings.response_timeout_seconds:g} s)"
         )
@@ -83,7 +84,7 @@ class Forwarder:
         )
         if is_oauth_path(path_and_query):
             upstream = await self._send(request, url, body, None, exchange)
-            self._versions.note(upstream.headers, path_and_query)
+            self._versions.note(upstream.status, upstream.headers, path_and_query)
             return await stream_back(request, upstream, exchange)
 
         token = await self._tokens.get_token()
@@ -109,7 +110,7 @@ class Forwarder:
                 )
         if upstream.status == 429:
             upstream = await self._retry_after_reset(request, url, body, token, upstream, exchange)
-        self._versions.note(upstream.headers, path_and_query)
+        self._versions.note(upstream.status, upstream.headers, path_and_query)
         return await stream_back(request, upstream, exchange)
 
     async def _retry_after_reset(
@@ -122,7 +123,7 @@ class Forwarder:
         exchange: Exchange,
     ) -> aiohttp.ClientResponse:
         """A 429 means Criteo did not process the request: replay it once, after the reset."""
-        self._metrics.rate_limited.labels("seen").inc()
+        self._count_429(url.raw_path, "seen")
         pacer = self._pacer
         wait = pacer.seconds_until_reset(upstream.headers)
         if not pacer.enabled:
@@ -142,10 +143,16 @@ class Forwarder:
             return upstream
         upstream.release()
         exchange.retried = "429"
-        self._metrics.rate_limited.labels("retried").inc()
+        self._count_429(url.raw_path, "retried")
         log.info("request %s: Criteo answered 429; retrying after the reset", exchange.request_id)
         # The window now says remaining 0: _send waits in line until the reset.
         return await self._send(request, url, body, token, exchange)
+
+    def _count_429(self, path: str, outcome: str) -> None:
+        """429s, seen from Criteo, retried after the reset, refused by us: metrics and console."""
+        self._metrics.rate_limited.labels(outcome).inc()
+        if self._pacer.enabled:
+            self._pacer.window_for(path).throttled[outcome] += 1
 
     async def _send(
         self,
@@ -208,7 +215,7 @@ class Forwarder:
         try:
             waited = await window.acquire(pacer.max_wait_seconds)
         except RateLimited as exc:
-            self._metrics.rate_limited.labels("refused").inc()
+            self._count_429(path, "refused")
             seconds = max(0.0, exc.reset_at - time.time())
             reset = time.strftime("%H:%M:%S UTC", time.gmtime(exc.reset_at))
             raise ProxyError(

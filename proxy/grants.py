@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -116,6 +117,9 @@ class RefreshTokenGrant:
         self._client_secret = client_secret
         self._store = store
         self._refresh_token = stored.refresh_token
+        self.store_path = str(store.path)
+        # Epoch seconds the refresh token was last written (authorize, or a rotation).
+        self.stored_at: float | None = stored.saved_at or None
 
     @property
     def cache_key(self) -> str:
@@ -156,4 +160,5 @@ class RefreshTokenGrant:
                 exc.strerror or exc,
             )
         else:
+            self.stored_at = time.time()
             log.info("stored the rotated refresh token in %s", self._store.path)

@@ -9,8 +9,11 @@ path rules. They apply to every path, ``/_proxy/*`` included, except that
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import hmac
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -26,6 +29,15 @@ from .schema import SecurityConfig
 RESERVED_PREFIX: Final = "/_proxy/"
 HEALTH_PATH: Final = "/_proxy/health"
 PROXY_KEY_HEADER: Final = "X-Proxy-Key"
+# The console's routes (as the router names them), and the pages a browser opens.
+CONSOLE_PAGES: Final = frozenset({"/_proxy/", "/_proxy/console"})
+CONSOLE_ROUTES: Final = CONSOLE_PAGES | {
+    "/_proxy/status",
+    "/_proxy/requests",
+    "/_proxy/static/{name}",
+}
+CONSOLE_KEY_PARAMETER: Final = "key"
+_MAX_CONSOLE_SESSIONS: Final = 64
 READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Paths that read differently along the way (here, at gateways, at Criteo): encoded
 # dots, slashes, backslashes and percent signs (decoded twice, %2573 is an 's'), dot
@@ -33,6 +45,35 @@ READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _AMBIGUOUS_PATH: Final = re.compile(r"%2e|%2f|%5c|%25|\\|/\.\.?(?:/|$)|//|;", re.IGNORECASE)
 _SAFE_FETCH_SITES: Final = frozenset({"", "none", "same-origin"})
 _EXPOSED_HEADERS: Final = f"X-Request-Id, {ERROR_HEADER}"
+
+
+class ConsoleSessions:
+    """Browser sessions of the console, for when inbound keys are set.
+
+    A browser cannot send X-Proxy-Key on a page load: it brings the key once,
+    ``/_proxy/?key=...``, and gets an HttpOnly, SameSite=Strict cookie of ours
+    for the console's paths (a random session id, never the key). Memory only:
+    a restart logs everyone out.
+    """
+
+    def __init__(self, cookie_name: str) -> None:
+        self.cookie_name = cookie_name
+        self._open: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+
+    def open(self) -> str:
+        session = secrets.token_urlsafe(32)
+        self._open[_digest(session)] = None
+        while len(self._open) > _MAX_CONSOLE_SESSIONS:
+            self._open.popitem(last=False)
+        return session
+
+    def is_open(self, session: str | None) -> bool:
+        # A digest as the dict key: looking it up tells nothing about a valid id's bytes.
+        return bool(session) and _digest(session or "") in self._open
+
+
+def _digest(session: str) -> bytes:
+    return hashlib.sha256(session.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,9 +86,14 @@ class GuardPolicy:
     allow_paths: tuple[re.Pattern[str], ...]
     deny_paths: tuple[re.Pattern[str], ...]
     api_keys: tuple[bytes, ...] = field(repr=False)
+    console_sessions: ConsoleSessions = field(
+        default_factory=lambda: ConsoleSessions("criteo_proxy_console"), repr=False
+    )
 
     @classmethod
-    def from_config(cls, security: SecurityConfig) -> GuardPolicy:
+    def from_config(
+        cls, security: SecurityConfig, *, console_cookie: str = "criteo_proxy_console"
+    ) -> GuardPolicy:
         hosts = {parse_host(entry) for entry in security.allowed_hosts}
         return cls(
             allowed_hosts=frozenset(h for h in hosts if h is not None),
@@ -59,6 +105,7 @@ class GuardPolicy:
             allow_paths=tuple(re.compile(p, re.IGNORECASE) for p in security.allow_paths),
             deny_paths=tuple(re.compile(p, re.IGNORECASE) for p in security.deny_paths),
             api_keys=tuple(key.reveal().encode() for key in security.api_keys),
+            console_sessions=ConsoleSessions(console_cookie),
         )
 
 
@@ -157,6 +204,20 @@ def has_valid_proxy_key(policy: GuardPolicy, offered: str | None) -> bool:
     return matched
 
 
+def has_console_access(policy: GuardPolicy, request: web.Request, route_path: str) -> bool:
+    """A console path with our session cookie, or a console page bringing the key once."""
+    if route_path not in CONSOLE_ROUTES:
+        return False
+    if policy.console_sessions.is_open(request.cookies.get(policy.console_sessions.cookie_name)):
+        return True
+    offered = request.query.get(CONSOLE_KEY_PARAMETER)
+    return (
+        route_path in CONSOLE_PAGES
+        and offered is not None
+        and (has_valid_proxy_key(policy, offered))
+    )
+
+
 def check_method_and_path(
     policy: GuardPolicy, method: str, path: str, raw_path: str, *, reserved: bool
 ) -> None:
@@ -246,8 +307,13 @@ def admit(policy: GuardPolicy, request: web.Request, exchange: Exchange) -> web.
     # is not the health route, it would be forwarded (with the token).
     resource = request.match_info.route.resource
     route_path = resource.canonical if resource is not None else ""
+    exchange.reserved = route_path.startswith(RESERVED_PREFIX)
     needs_key = bool(policy.api_keys) and route_path != HEALTH_PATH
-    if needs_key and not has_valid_proxy_key(policy, request.headers.get(PROXY_KEY_HEADER)):
+    if (
+        needs_key
+        and not has_valid_proxy_key(policy, request.headers.get(PROXY_KEY_HEADER))
+        and not has_console_access(policy, request, route_path)
+    ):
         raise ProxyError(
             401,
             "proxy_key_required",
@@ -258,7 +324,7 @@ def admit(policy: GuardPolicy, request: web.Request, exchange: Exchange) -> web.
         request.method,
         request.path,
         exchange.target.split("?")[0],
-        reserved=route_path.startswith(RESERVED_PREFIX),
+        reserved=exchange.reserved,
     )
     return None
 

@@ -69,6 +69,19 @@ def bucket_for(path: str) -> str:
     return "reports" if any(marker in lowered for marker in _REPORT_MARKERS) else "api"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowSnapshot:
+    """One bucket as the console shows it."""
+
+    bucket: str
+    metered: bool  # False once an answer came without rate-limit headers
+    limit: int | None
+    remaining: int | None  # as Criteo last said, less our sends it has not counted yet
+    reset_at: float | None  # epoch seconds
+    waiting: int
+    throttled: Mapping[str, int]  # 429s: seen, retried, refused (by the proxy, max_wait)
+
+
 class Window:
     """One rate-limit bucket: sends are admitted while the known window allows them.
 
@@ -87,6 +100,20 @@ class Window:
         self._sent_since_update = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
+        self.throttled = {"seen": 0, "retried": 0, "refused": 0}
+
+    def snapshot(self) -> WindowSnapshot:
+        state = self._state
+        known = state is not None and math.isfinite(state.reset_at)
+        return WindowSnapshot(
+            bucket=self.name,
+            metered=self._metered,
+            limit=None if state is None else state.limit,
+            remaining=None if state is None else max(0, state.remaining - self._sent_since_update),
+            reset_at=state.reset_at if known and state is not None else None,
+            waiting=self.waiting,
+            throttled=dict(self.throttled),
+        )
 
     @property
     def waiting(self) -> int:
@@ -254,6 +281,9 @@ class Pacer:
     @property
     def waiting(self) -> int:
         return sum(window.waiting for window in self._windows.values())
+
+    def snapshots(self) -> list[WindowSnapshot]:
+        return [window.snapshot() for window in self._windows.values()]
 
     def seconds_until_reset(self, headers: Mapping[str, str]) -> float | None:
         """For a 429: how long until its window resets, if it says."""

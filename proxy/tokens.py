@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -48,6 +48,18 @@ class Token:
     @property
     def expires_at(self) -> float:
         return self.obtained_at + self.expires_in_seconds
+
+
+TokenState = Literal["valid", "renewing", "backing_off", "failing", "none"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenStatus:
+    state: TokenState
+    expires_in_seconds: float | None
+    last_error: str | None
+    backoff_seconds: float
+    fetched_at: float | None  # epoch seconds
 
 
 class Grant(Protocol):
@@ -100,10 +112,35 @@ class TokenProvider:
         self._last_error: TokenError | None = None
         self._failures = 0
         self._retry_at = 0.0
+        self.fetched_at: float | None = None  # epoch seconds of the last token obtained
+
+    @property
+    def grant(self) -> Grant:
+        return self._grant
 
     @property
     def last_error(self) -> TokenError | None:
         return self._last_error
+
+    def status(self) -> TokenStatus:
+        """The token as the console shows it: never the token itself."""
+        token = self.cached_token()
+        if self._inflight is not None:
+            state: TokenState = "renewing"
+        elif token is not None:
+            state = "valid"
+        elif self._last_error is not None:
+            state = "backing_off" if self.backoff_remaining_seconds() > 0 else "failing"
+        else:
+            state = "none"
+        expires_in = None if token is None else max(0.0, token.expires_at - self._clock())
+        return TokenStatus(
+            state=state,
+            expires_in_seconds=expires_in,
+            last_error=None if self._last_error is None else self._last_error.detail,
+            backoff_seconds=self.backoff_remaining_seconds(),
+            fetched_at=self.fetched_at,
+        )
 
     def cached_token(self) -> Token | None:
         return self._cache.get(self._grant.cache_key)
@@ -167,6 +204,7 @@ class TokenProvider:
             return exc
         self._failures = 0
         self._last_error = None
+        self.fetched_at = time.time()
         self._cache[self._grant.cache_key] = token
         if self._on_fetch is not None:
             self._on_fetch(True)

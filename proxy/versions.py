@@ -1,14 +1,16 @@
 """The API versions in the paths the proxy forwards, and the ones Criteo is retiring.
 
-A response carrying ``Deprecation`` or ``Sunset`` is counted every time and
-logged once per version at WARNING: the owner of a tool with a hard-coded
-version learns it before Criteo answers 410.
+Every forwarded answer is counted under its version (the first path segment,
+``2025-10``, ``preview``...), for the console. One carrying ``Deprecation`` or
+``Sunset`` is counted in the metrics and logged once per version at WARNING:
+the owner of a tool with a hard-coded version learns it before Criteo answers 410.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Final
 
 from multidict import CIMultiDictProxy
@@ -18,25 +20,50 @@ from .metrics import Metrics
 log = logging.getLogger("criteo_proxy.forward")
 
 _API_VERSION: Final = re.compile(r"\d{4}-\d{2}|preview|legacy|experimental")
+# Versions are client-chosen text: the table is bounded, whatever the paths.
+MAX_VERSIONS: Final = 64
+
+
+@dataclass(slots=True)
+class VersionSeen:
+    version: str
+    requests: int = 0
+    deprecated: bool = False
+    sunset: str | None = None
+    retired: bool = False  # Criteo answered 410 Gone: the version is decommissioned
 
 
 class ApiVersions:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._deprecated_seen: set[str] = set()
+        self._seen: dict[str, VersionSeen] = {}
+        self._logged: set[str] = set()  # bounded like the metric labels
 
-    def note(self, headers: CIMultiDictProxy[str], path_and_query: str) -> None:
-        """Deprecation / Sunset: counted every time, logged once per API version."""
-        if "Deprecation" not in headers and "Sunset" not in headers:
-            return
+    def seen(self) -> list[VersionSeen]:
+        return sorted(self._seen.values(), key=lambda v: v.version)
+
+    def note(self, status: int, headers: CIMultiDictProxy[str], path_and_query: str) -> None:
+        """Count one answer under its version; Deprecation / Sunset logged once per version."""
         version = path_and_query.lstrip("/").split("/", 1)[0].split("?", 1)[0]
         if not _API_VERSION.fullmatch(version):
             version = "other"  # bounded labels, whatever the paths
-        self._metrics.deprecations.labels(version).inc()
-        if version in self._deprecated_seen:
+        seen = self._seen.get(version)
+        if seen is None and version != "other" and len(self._seen) < MAX_VERSIONS:
+            seen = self._seen[version] = VersionSeen(version)
+        if seen is not None:
+            seen.requests += 1
+            if status == 410:
+                seen.retired = True
+        if "Deprecation" not in headers and "Sunset" not in headers:
             return
-        self._deprecated_seen.add(version)
+        self._metrics.deprecations.labels(version).inc()
         sunset = headers.get("Sunset")
+        if seen is not None:
+            seen.deprecated = True
+            seen.sunset = sunset or seen.sunset
+        if version in self._logged or len(self._logged) >= MAX_VERSIONS:
+            return
+        self._logged.add(version)
         log.warning(
             "Criteo API version %s is deprecated%s: update the tools that call /%s/... "
             "before Criteo answers 410",

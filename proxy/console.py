@@ -1,0 +1,121 @@
+"""The console's routes: the page, its assets, /_proxy/status and /_proxy/requests.
+
+The page is static (``proxy/static``, shipped in the wheel: no CDN, no web font)
+and reads only the two JSON documents, so any tool can read them too. Every
+answer carries a strict Content-Security-Policy (no inline script, nothing from
+elsewhere); the page inserts every value as text.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from collections.abc import Callable
+from typing import Final
+
+from aiohttp import web
+
+from .errors import ProxyError
+from .guards import CONSOLE_KEY_PARAMETER, GuardPolicy
+from .state import ProcessState, ProfileState
+from .status import build_status
+
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_ASSETS: Final = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
+_PAGE: Final = "console.html"
+
+
+def _read_asset(name: str) -> bytes:
+    return importlib.resources.files("proxy").joinpath("static", name).read_bytes()
+
+
+def _json(document: object) -> web.Response:
+    return web.Response(
+        body=json.dumps(document, separators=(",", ":")).encode(),
+        content_type="application/json",
+        headers=SECURITY_HEADERS,
+    )
+
+
+def add_console_routes(
+    router: web.UrlDispatcher,
+    process: ProcessState,
+    profile: ProfileState,
+    policy: GuardPolicy,
+    *,
+    expect_handler: Callable[[web.Request], object],
+) -> None:
+    """The console's routes, before the catch-all /_proxy/ 404."""
+    page = _read_asset(_PAGE)
+    assets = {name: (_read_asset(name), kind) for name, kind in _ASSETS.items()}
+
+    async def console_page(request: web.Request) -> web.Response:
+        if CONSOLE_KEY_PARAMETER in request.query and policy.api_keys:
+            # The guards let the key in once; swap it for a session cookie and drop it
+            # from the address bar (and the browser's history) at once.
+            sessions = policy.console_sessions
+            response = web.Response(
+                status=303, headers={**SECURITY_HEADERS, "Location": request.path}
+            )
+            response.set_cookie(
+                sessions.cookie_name,
+                sessions.open(),
+                path="/_proxy/",
+                httponly=True,
+                samesite="Strict",
+            )
+            return response
+        return web.Response(
+            body=page, content_type="text/html", charset="utf-8", headers=SECURITY_HEADERS
+        )
+
+    async def asset(request: web.Request) -> web.Response:
+        found = assets.get(request.match_info["name"])
+        if found is None:
+            raise ProxyError(404, "not_found", f"{request.path}: no such console file")
+        body, kind = found
+        return web.Response(body=body, content_type=kind, headers=SECURITY_HEADERS)
+
+    async def status(request: web.Request) -> web.Response:
+        return _json(build_status(process, fallback_listen=_local_address(request)))
+
+    async def requests(request: web.Request) -> web.Response:
+        after = _whole_number(request, "after", 0)
+        limit = _whole_number(request, "limit", process.history.max_records)
+        records = process.history.after(after, limit)
+        return _json({"requests": [record.to_json() for record in records]})
+
+    for path in ("/_proxy/", "/_proxy/console"):
+        router.add_get(path, console_page, expect_handler=expect_handler)
+    router.add_get("/_proxy/static/{name}", asset, expect_handler=expect_handler)
+    router.add_get("/_proxy/status", status, expect_handler=expect_handler)
+    router.add_get("/_proxy/requests", requests, expect_handler=expect_handler)
+
+
+def _whole_number(request: web.Request, name: str, default: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 18:
+        raise ProxyError(
+            400, "bad_request", f"{name}: expected a whole number of 0 or more, got {text[:40]!r}"
+        )
+    return int(text)
+
+
+def _local_address(request: web.Request) -> str:
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        host = str(sockname[0])
+        return f"http://[{host}]:{sockname[1]}" if ":" in host else f"http://{host}:{sockname[1]}"
+    return f"unix:{sockname}" if isinstance(sockname, str) else ""

@@ -1,0 +1,72 @@
+"""What one process shares among its profiles, and what each profile holds.
+
+Every profile (DESIGN 9; without profiles, the one named ``default``) has its
+own token provider, rate-limit windows and version table; the process has one
+upstream session, one set of metrics and one console history, and the console
+on any port shows every profile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from .history import History
+from .metrics import Metrics
+from .pacing import Pacer
+from .schema import Config
+from .tokens import TokenProvider
+from .upstream import Clock
+from .versions import ApiVersions
+
+DEFAULT_PROFILE = "default"
+
+
+@dataclass(slots=True, eq=False)
+class ProfileState:
+    name: str
+    config: Config  # this profile's resolved settings
+    pacer: Pacer
+    versions: ApiVersions
+    listen_urls: list[str] = field(default_factory=list)  # known once it listens
+    tokens: TokenProvider | None = None  # made with the upstream session, at start-up
+
+
+@dataclass(slots=True, eq=False)
+class ProcessState:
+    config: Config  # the shared sections (upstream, logging, console) are read here
+    metrics: Metrics
+    history: History
+    clock: Clock  # monotonic, for token lifetimes
+    profiles: dict[str, ProfileState] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)  # epoch seconds
+    session: aiohttp.ClientSession | None = None  # shared by every profile's app
+    # The tasks of the requests being served, on every profile's port: for a bounded shutdown.
+    handlers: set[asyncio.Task[object]] = field(default_factory=set)
+
+
+def build_process_state(config: Config, *, clock: Clock) -> ProcessState:
+    """The shared state of one process, its gauges reading every profile."""
+    process = ProcessState(
+        config=config,
+        metrics=Metrics(),
+        history=History(config.console.history if config.console.enabled else 0),
+        clock=clock,
+    )
+    process.metrics.in_flight.set_function(lambda: len(process.handlers))
+    process.metrics.rate_limit_waiting.set_function(
+        lambda: sum(profile.pacer.waiting for profile in process.profiles.values())
+    )
+    return process
+
+
+def build_profile_state(name: str, config: Config, metrics: Metrics) -> ProfileState:
+    return ProfileState(
+        name=name,
+        config=config,
+        pacer=Pacer(enabled=config.rate_limit.enabled, max_wait_seconds=config.rate_limit.max_wait),
+        versions=ApiVersions(metrics),
+    )

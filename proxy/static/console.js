@@ -1,0 +1,365 @@
+// criteo-proxy console. Reads /_proxy/status and /_proxy/requests only (any tool can);
+// every value is inserted as text (textContent), never as HTML.
+"use strict";
+
+const POLL_MS = 1000; // at most once a second, and not at all while the tab is hidden
+const MAX_ROWS = 1000;
+
+const state = {
+  lastSeq: 0,
+  requests: [], // newest first
+  status: null,
+  statusAt: 0, // performance.now() when status arrived
+  statusClass: "all",
+  search: "",
+  selected: null, // seq of the request shown in the detail panel
+  timer: null,
+  failures: 0,
+};
+
+function el(tag, options, ...children) {
+  const node = document.createElement(tag);
+  if (options) {
+    if (options.className) node.className = options.className;
+    if (options.title) node.title = options.title;
+    if (options.dataset) Object.assign(node.dataset, options.dataset);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function text(id, value) {
+  document.getElementById(id).textContent = value;
+}
+
+function dash(value) {
+  return value === null || value === undefined || value === "" ? "–" : String(value);
+}
+
+function seconds(value) {
+  if (value === null || value === undefined) return "–";
+  const s = Math.max(0, Math.round(value));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function localTime(iso) {
+  if (!iso) return "–";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleTimeString();
+}
+
+function ms(value) {
+  return value === null || value === undefined ? "–" : `${value} ms`;
+}
+
+// --- status ------------------------------------------------------------------------------
+
+function sinceStatus() {
+  return (performance.now() - state.statusAt) / 1000;
+}
+
+function renderStatus() {
+  const status = state.status;
+  if (!status) return;
+  const elapsed = sinceStatus();
+  text("fact-version", status.version);
+  text("fact-uptime", seconds(status.uptime_seconds + elapsed));
+  text("fact-upstream", status.upstream);
+  text("fact-listen", status.profiles.map((p) => p.listen).filter(Boolean).join(", ") || "–");
+  document.body.classList.toggle("single-profile", status.profiles.length < 2);
+  const container = document.getElementById("profiles");
+  container.replaceChildren(...status.profiles.map((p) => renderProfile(p, elapsed, status.profiles.length)));
+}
+
+function renderProfile(profile, elapsed, count) {
+  const title = el("h2", null, count > 1 ? `profile ${profile.name}` : "Token", el("span", { className: "listen muted" }, profile.listen || ""));
+  return el(
+    "article",
+    { className: "profile", dataset: { profile: profile.name } },
+    title,
+    count > 1 ? el("h3", null, "Token") : null,
+    renderToken(profile.token, elapsed),
+    el("h3", null, "Rate limits"),
+    renderRateLimits(profile.rate_limits, elapsed),
+    el("h3", null, "API versions"),
+    renderVersions(profile.versions),
+  );
+}
+
+function row(term, ...value) {
+  return [el("dt", null, term), el("dd", null, ...value)];
+}
+
+function renderToken(token, elapsed) {
+  const left = token.expires_in_seconds === null ? null : token.expires_in_seconds - elapsed;
+  const backoff = Math.max(0, token.backoff_seconds - elapsed);
+  const items = [
+    ...row("state", el("span", { className: `badge state-${token.state}` }, token.state.replace("_", " "))),
+    ...row("grant type", token.grant_type),
+    ...row("client id", token.client_id),
+    ...row("seconds left", left === null ? "–" : seconds(left)),
+    ...row("fetched", localTime(token.fetched_at)),
+    ...row("last error", token.last_error ? el("span", { className: "error-text" }, token.last_error) : "none"),
+    ...row("back-off left", backoff > 0 ? seconds(backoff) : "–"),
+  ];
+  if (token.grant_type === "authorization_code") {
+    items.push(...row("token store", dash(token.token_store)));
+    items.push(...row("refresh token stored", localTime(token.refresh_token_stored_at)));
+  }
+  return el("dl", { className: "grid token" }, ...items);
+}
+
+function renderRateLimits(windows, elapsed) {
+  if (!windows.length) return el("p", { className: "empty" }, "No window known yet: Criteo says with its first answer.");
+  if (windows.every((w) => !w.metered)) return el("p", { className: "empty" }, "Not metered: the upstream sends no rate-limit headers.");
+  const head = el(
+    "tr",
+    null,
+    el("th", null, "bucket"),
+    el("th", { className: "num" }, "limit"),
+    el("th", { className: "num" }, "remaining"),
+    el("th", null, "reset"),
+    el("th", { className: "num" }, "waiting"),
+    el("th", null, "429 seen / retried / refused"),
+  );
+  const rows = windows.map((w) =>
+    el(
+      "tr",
+      null,
+      el("td", null, w.bucket),
+      el("td", { className: "num" }, dash(w.limit)),
+      el("td", { className: "num" }, dash(w.remaining)),
+      el("td", null, w.reset_in_seconds === null ? "–" : `${localTime(w.reset_at)} (in ${seconds(w.reset_in_seconds - elapsed)})`),
+      el("td", { className: "num" }, String(w.waiting)),
+      el("td", null, `${w.seen_429} / ${w.retried_429} / ${w.refused}`),
+    ),
+  );
+  return el("table", { className: "mini" }, el("thead", null, head), el("tbody", null, ...rows));
+}
+
+function versionMark(v) {
+  if (v.retired) return el("span", { className: "badge sunset" }, "retired: Criteo answers 410");
+  if (v.deprecated) return el("span", { className: "badge sunset" }, v.sunset ? `deprecated: sunset ${v.sunset}` : "deprecated");
+  return "";
+}
+
+function renderVersions(versions) {
+  if (!versions.length) return el("p", { className: "empty" }, "No versioned path seen yet.");
+  const head = el("tr", null, ...["version", "requests", ""].map((h) => el("th", null, h)));
+  const rows = versions.map((v) =>
+    el(
+      "tr",
+      null,
+      el("td", null, v.version),
+      el("td", { className: "num" }, String(v.requests)),
+      el("td", null, versionMark(v)),
+    ),
+  );
+  return el("table", { className: "mini" }, el("thead", null, head), el("tbody", null, ...rows));
+}
+
+// --- requests ----------------------------------------------------------------------------
+
+function isFailed(r) {
+  return r.status >= 400 || r.proxy_error !== null;
+}
+
+function matches(r) {
+  const c = state.statusClass;
+  if (c === "failed" && !isFailed(r)) return false;
+  if (c !== "all" && c !== "failed" && String(r.status)[0] !== c) return false;
+  if (!state.search) return true;
+  const haystack = [r.method, r.path, r.status, r.request_id, r.criteo_trace_id, r.proxy_error, r.profile, r.retried, r.error_body]
+    .filter((v) => v !== null && v !== undefined)
+    .join(" ")
+    .toLowerCase();
+  return haystack.includes(state.search);
+}
+
+function renderRequests() {
+  const shown = state.requests.filter(matches);
+  const rows = shown.map((r) => {
+    const tr = el(
+      "tr",
+      { dataset: { seq: String(r.seq) } },
+      el("td", { title: r.time }, localTime(r.time)),
+      el("td", { className: "col-profile" }, r.profile),
+      el("td", null, r.method),
+      el("td", { className: "path" }, r.path),
+      el("td", { className: `status-${String(r.status)[0]}` }, String(r.status)),
+      el("td", { className: "num" }, ms(r.duration_ms)),
+      el("td", { className: "num" }, ms(r.upstream_ms)),
+      el("td", null, dash(r.retried)),
+      el("td", { className: "num" }, r.rate_limit_wait_ms ? ms(r.rate_limit_wait_ms) : "–"),
+      el("td", null, r.request_id),
+      el("td", null, dash(r.criteo_trace_id)),
+      el("td", null, dash(r.proxy_error)),
+    );
+    if (r.seq === state.selected) tr.classList.add("selected");
+    return tr;
+  });
+  document.getElementById("request-rows").replaceChildren(...rows);
+  document.getElementById("no-requests").hidden = state.requests.length > 0;
+  text("count", state.requests.length ? `${shown.length} of ${state.requests.length} shown` : "");
+}
+
+function listenFor(profileName) {
+  const profiles = state.status ? state.status.profiles : [];
+  const profile = profiles.find((p) => p.name === profileName);
+  const listen = profile && profile.listen ? profile.listen : window.location.origin;
+  return listen.startsWith("unix:") ? null : listen;
+}
+
+function shellQuote(value) {
+  return `'${value.replace(/'/g, "'\\''")}'`;
+}
+
+function curlFor(r) {
+  const listen = listenFor(r.profile);
+  if (listen === null) {
+    const socket = state.status.profiles.find((p) => p.name === r.profile).listen.slice(5);
+    return `curl --unix-socket ${shellQuote(socket)} -X ${r.method} ${shellQuote(`http://localhost${r.path}`)}`;
+  }
+  const method = r.method === "GET" ? "" : `-X ${r.method} `;
+  // Bodies are never kept: a request that had one needs it given again.
+  const body = ["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method) ? "" : " --data-binary @body";
+  return `curl ${method}${shellQuote(listen + r.path)}${body}`;
+}
+
+function prettyBody(body) {
+  if (body === null || body === undefined) return "(no body kept: kept only for failed JSON answers up to 8 KiB, and only while console.error_bodies is true)";
+  try {
+    return JSON.stringify(JSON.parse(body), null, 2);
+  } catch (_) {
+    return body;
+  }
+}
+
+function showDetail(seq) {
+  const r = state.requests.find((x) => x.seq === seq);
+  const panel = document.getElementById("detail");
+  if (!r) {
+    panel.hidden = true;
+    state.selected = null;
+    return;
+  }
+  state.selected = seq;
+  text("detail-id", r.request_id);
+  const facts = [
+    ["time", r.time],
+    ["profile", r.profile],
+    ["request", `${r.method} ${r.path}`],
+    ["status", String(r.status)],
+    ["retried", dash(r.retried)],
+    ["Criteo traceId", dash(r.criteo_trace_id)],
+    ["proxy error", dash(r.proxy_error)],
+  ].map(([term, value]) => el("div", null, el("dt", null, term), el("dd", null, value)));
+  document.getElementById("detail-facts").replaceChildren(...facts);
+  text("detail-curl", curlFor(r));
+  text("copy-done", "");
+  text("detail-body", prettyBody(r.error_body));
+  panel.hidden = false;
+  renderRequests();
+}
+
+async function copyCurl() {
+  const command = document.getElementById("detail-curl").textContent;
+  try {
+    await navigator.clipboard.writeText(command);
+    text("copy-done", "copied");
+  } catch (_) {
+    const range = document.createRange();
+    range.selectNodeContents(document.getElementById("detail-curl"));
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    text("copy-done", "selected: press Ctrl-C");
+  }
+}
+
+// --- polling -----------------------------------------------------------------------------
+
+async function getJson(path) {
+  const response = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`${path} answered ${response.status}`);
+  return response.json();
+}
+
+async function poll() {
+  state.timer = null;
+  if (document.visibilityState === "hidden") return; // resumed by visibilitychange
+  try {
+    const [status, page] = await Promise.all([getJson("/_proxy/status"), getJson(`/_proxy/requests?after=${state.lastSeq}`)]);
+    state.status = status;
+    state.statusAt = performance.now();
+    if (status.console && status.console.last_seq < state.lastSeq) {
+      state.requests = []; // the proxy restarted: its sequence started again
+      state.lastSeq = 0;
+    }
+    for (const r of page.requests) {
+      state.requests.unshift(r);
+      state.lastSeq = Math.max(state.lastSeq, r.seq);
+    }
+    state.requests.length = Math.min(state.requests.length, MAX_ROWS);
+    state.failures = 0;
+    const live = document.getElementById("live");
+    live.classList.remove("down");
+    live.textContent = `live · updated ${new Date().toLocaleTimeString()}`;
+    renderStatus();
+    if (page.requests.length) renderRequests();
+  } catch (error) {
+    state.failures += 1;
+    const live = document.getElementById("live");
+    live.classList.add("down");
+    live.textContent = `the proxy does not answer (${error.message}); retrying`;
+  }
+  schedule();
+}
+
+function schedule() {
+  if (state.timer === null && document.visibilityState !== "hidden") {
+    state.timer = window.setTimeout(poll, state.failures ? Math.min(10000, POLL_MS * 2 ** state.failures) : POLL_MS);
+  }
+}
+
+function tick() {
+  // Between two polls, the countdowns move on their own.
+  if (document.visibilityState !== "hidden") renderStatus();
+}
+
+function start() {
+  document.querySelectorAll(".filters button").forEach((button) => {
+    button.addEventListener("click", () => {
+      document.querySelectorAll(".filters button").forEach((b) => b.classList.toggle("on", b === button));
+      state.statusClass = button.dataset.class;
+      renderRequests();
+    });
+  });
+  document.getElementById("search").addEventListener("input", (event) => {
+    state.search = event.target.value.trim().toLowerCase();
+    renderRequests();
+  });
+  document.getElementById("request-rows").addEventListener("click", (event) => {
+    const tr = event.target.closest("tr");
+    if (tr) showDetail(Number(tr.dataset.seq));
+  });
+  document.getElementById("detail-close").addEventListener("click", () => {
+    document.getElementById("detail").hidden = true;
+    state.selected = null;
+    renderRequests();
+  });
+  document.getElementById("copy-curl").addEventListener("click", copyCurl);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && state.timer === null) poll();
+  });
+  window.setInterval(tick, 1000);
+  renderRequests();
+  poll();
+}
+
+start();
