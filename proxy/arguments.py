@@ -93,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run against an embedded fake Criteo: no credentials, no network",
     )
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="show a running proxy's token, rate-limit windows and last requests",
+    )
+    status.add_argument(
+        "--url",
+        metavar="URL",
+        help="where it runs (http://host:port or unix:PATH); default: "
+        "the address run would listen on",
+    )
+    status.add_argument("--json", action="store_true", help="print the raw /_proxy/status JSON")
     authorize = commands.add_parser(
         "authorize",
         parents=[common],

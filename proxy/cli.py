@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -29,6 +30,8 @@ from .schema import (
     ConfigError,
 )
 from .serving import run_event_loop, serve
+from .status_client import StatusUnavailable, build_status_target, fetch_status
+from .status_report import render_report
 from .token_store import TokenStore
 from .tokens import Grant, Token, TokenError
 from .upstream import build_session, build_token_provider
@@ -82,9 +85,19 @@ def _fail(message: str, status: int) -> NoReturn:
     sys.exit(status)
 
 
-def _load(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Config:
+def _load(
+    args: argparse.Namespace,
+    environ: dict[str, str] | None = None,
+    *,
+    require_credentials: bool = True,
+) -> Config:
     overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if flag in args}
-    return load_config(getattr(args, "config", None), environ=environ, overrides=overrides)
+    return load_config(
+        getattr(args, "config", None),
+        environ=environ,
+        overrides=overrides,
+        require_credentials=require_credentials,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -218,7 +231,23 @@ def _authorize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    config = _load(args, require_credentials=False)  # it asks the proxy, not Criteo
+    _configure_one_shot_logging(args, config)
+    try:
+        target = build_status_target(config, args.url)
+        report = asyncio.run(fetch_status(target))
+    except StatusUnavailable as exc:
+        _fail(str(exc), EXIT_FAILURE)
+    if args.json:
+        print(json.dumps(report.status, indent=2), flush=True)
+    else:
+        print("\n".join(render_report(report)), flush=True)
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "status": _status,
     "authorize": _authorize,
     "run": _run,
     "check": _check,

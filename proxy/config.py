@@ -13,7 +13,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final, Literal, Union
 
@@ -44,12 +44,14 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
+    require_credentials: bool = True,
 ) -> Config:
     """Read FILE (or $CRITEO_PROXY_CONFIG, or nothing), apply flags, validate.
 
     ``overrides`` maps dotted keys (``listen.port``) to values given on the
     command line; they win over the file. The environment wins over the file
-    for the credentials.
+    for the credentials. Without REQUIRE_CREDENTIALS (``status``, which only
+    asks a running proxy), missing credentials are no error.
     """
     env = os.environ if environ is None else environ
     path = path or env.get(CONFIG_ENV_VAR) or None
@@ -62,11 +64,15 @@ def load_config(
         if not isinstance(section_raw, dict):
             raise ConfigError(f"{section}: expected a mapping, got {_type_name(section_raw)}")
         section_raw[key] = value
-    return parse_config(raw, environ=env, source=path)
+    return parse_config(raw, environ=env, source=path, require_credentials=require_credentials)
 
 
 def parse_config(
-    raw: Mapping[str, object], *, environ: Mapping[str, str], source: str | None = None
+    raw: Mapping[str, object],
+    *,
+    environ: Mapping[str, str],
+    source: str | None = None,
+    require_credentials: bool = True,
 ) -> Config:
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
@@ -81,12 +87,35 @@ def parse_config(
             section_raw = {}
         if not isinstance(section_raw, Mapping):
             raise ConfigError(f"{name}: expected a mapping, got {_type_name(section_raw)}")
-        sections[name] = _parse_section(cls, name, section_raw, environ)
+        section_environ = environ
+        if name == "credentials" and not require_credentials:
+            section_environ = _EmptyWhenUnset(environ)
+        sections[name] = _parse_section(cls, name, section_raw, section_environ)
     config = Config(**sections, source=source)  # type: ignore[arg-type]
     validate_config(config)
     upstream = dataclasses.replace(config.upstream, url=config.upstream.url.rstrip("/"))
     config = dataclasses.replace(config, upstream=upstream)
-    return dataclasses.replace(config, credentials=_resolve_credentials(config, raw, environ))
+    credentials = _resolve_credentials(config, raw, environ, required=require_credentials)
+    return dataclasses.replace(config, credentials=credentials)
+
+
+class _EmptyWhenUnset(Mapping[str, str]):
+    """An environment in which an unset ${VAR} is empty rather than an error."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def __getitem__(self, name: str) -> str:
+        return self._environ.get(name, "")
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
 
 
 def _read_yaml(path: str) -> dict[str, object]:
@@ -183,7 +212,7 @@ def _expand_env(key: str, value: str, environ: Mapping[str, str]) -> str:
 
 
 def _resolve_credentials(
-    config: Config, raw: Mapping[str, object], environ: Mapping[str, str]
+    config: Config, raw: Mapping[str, object], environ: Mapping[str, str], *, required: bool
 ) -> CredentialsConfig:
     """Apply the environment over the file and read client_secret_file."""
     credentials = config.credentials
@@ -196,16 +225,16 @@ def _resolve_credentials(
         )
     client_id = environ.get(CLIENT_ID_ENV_VAR) or credentials.client_id
     secret = environ.get(CLIENT_SECRET_ENV_VAR) or ""
-    if not secret and credentials.client_secret_file is not None:
+    if not secret and credentials.client_secret_file is not None and required:
         secret = _read_secret_file(credentials.client_secret_file)
     if not secret:
         secret = credentials.client_secret.reveal()
-    if not client_id:
+    if not client_id and required:
         raise ConfigError(
             f"credentials.client_id: not set; export {CLIENT_ID_ENV_VAR} "
             "or set credentials.client_id in the config file"
         )
-    if not secret:
+    if not secret and required:
         raise ConfigError(
             f"credentials.client_secret: not set; export {CLIENT_SECRET_ENV_VAR} "
             "or set credentials.client_secret_file in the config file"

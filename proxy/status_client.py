@@ -1,0 +1,113 @@
+"""``criteo-proxy status``: ask a running proxy for its console documents.
+
+The address is the one ``run`` would listen on (from the config and flags), or
+``--url``; a Unix socket is supported. With inbound keys configured, the first
+key is sent as X-Proxy-Key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import aiohttp
+from yarl import URL
+
+from .addresses import parse_url
+from .schema import Config, ListenConfig
+
+_TIMEOUT_SECONDS = 5.0
+_LAST_REQUESTS = 20
+
+
+class StatusUnavailable(Exception):
+    """Nothing usable answered: one line, saying where and why."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusTarget:
+    base_url: str  # http://host:port (for a Unix socket: http://localhost)
+    unix_socket: str | None = None
+    proxy_key: str | None = field(default=None, repr=False)
+
+    @property
+    def shown(self) -> str:
+        return f"unix:{self.unix_socket}" if self.unix_socket else self.base_url
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    status: dict[str, object]
+    requests: list[dict[str, object]]  # the last few, oldest first
+
+
+def build_status_target(config: Config, url: str | None) -> StatusTarget:
+    key = config.security.api_keys[0].reveal() if config.security.api_keys else None
+    if url is not None:
+        if url.startswith("unix:"):
+            return StatusTarget(base_url="http://localhost", unix_socket=url[5:], proxy_key=key)
+        parsed = parse_url(url)
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.raw_host:
+            raise StatusUnavailable(f"--url: expected http://host:port or unix:PATH, got {url!r}")
+        return StatusTarget(base_url=str(parsed.origin()), proxy_key=key)
+    return StatusTarget(
+        base_url=_listen_url(config.listen), unix_socket=config.listen.unix_socket, proxy_key=key
+    )
+
+
+def _listen_url(listen: ListenConfig) -> str:
+    if listen.unix_socket:
+        return "http://localhost"
+    # A wildcard bind is reached on loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen.host, listen.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{listen.port}"
+
+
+async def fetch_status(target: StatusTarget) -> StatusReport:
+    connector = aiohttp.UnixConnector(path=target.unix_socket) if target.unix_socket else None
+    headers = {"X-Proxy-Key": target.proxy_key} if target.proxy_key else {}
+    timeout = aiohttp.ClientTimeout(total=_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers, trust_env=False
+    ) as session:
+        status = await _get_json(session, target, "/_proxy/status")
+        page = await _get_json(session, target, "/_proxy/requests")
+    requests = page.get("requests") if isinstance(page, dict) else None
+    if not isinstance(status, dict) or not isinstance(requests, list):
+        raise StatusUnavailable(f"{target.shown} answered, but not with criteo-proxy's status")
+    return StatusReport(status, [r for r in requests[-_LAST_REQUESTS:] if isinstance(r, dict)])
+
+
+async def _get_json(session: aiohttp.ClientSession, target: StatusTarget, path: str) -> object:
+    url = URL(target.base_url + path)
+    try:
+        async with session.get(url) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise StatusUnavailable(_refusal(target, response.status, body))
+    except aiohttp.ClientError as exc:
+        raise StatusUnavailable(
+            f"nothing answers at {target.shown} ({type(exc).__name__}): is criteo-proxy "
+            "running there? (--url URL, or the --config / --port it runs with)"
+        ) from exc
+    except TimeoutError as exc:
+        raise StatusUnavailable(
+            f"{target.shown} did not answer within {_TIMEOUT_SECONDS:g} s"
+        ) from exc
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise StatusUnavailable(f"{target.shown}{path} did not answer JSON") from exc
+
+
+def _refusal(target: StatusTarget, status: int, body: bytes) -> str:
+    try:
+        error = json.loads(body)["errors"][0]
+        reason = f"{error['code']}: {error['detail']}"
+    except (ValueError, KeyError, IndexError, TypeError):
+        reason = "not criteo-proxy's console?"
+    if status == 404:
+        reason += " (is console.enabled false there?)"
+    return f"{target.shown} answered {status} ({reason})"
