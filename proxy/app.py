@@ -22,6 +22,7 @@ from .headers import REQUEST_ID_HEADER
 from .history import build_record
 from .metrics import METRICS_CONTENT_TYPE
 from .observability import log_access, pick_request_id
+from .retries import TransientPolicy
 from .schema import Config, ConfigError
 from .state import (
     DEFAULT_PROFILE,
@@ -102,6 +103,7 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         retry_body_limit_bytes=config.retry.body_limit,
         max_body_bytes=config.limits.max_body_bytes,
         response_timeout_seconds=config.upstream.response_timeout,
+        transient=TransientPolicy.from_config(config.retry.transient),
         http_proxy=env_proxy_for(config.upstream.url),
     )
     profile.tokens = app[TOKENS] = tokens

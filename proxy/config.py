@@ -159,6 +159,12 @@ def _parse_section(
 
 def _parse_value(kind: object, key: str, value: object, environ: Mapping[str, str]) -> object:
     """Check VALUE against the annotation KIND; expand ${VAR} in strings."""
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):  # a nested section
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {_type_name(value)}")
+        return _parse_section(kind, key, value, environ)
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
     if origin in (Union, types.UnionType) and type(None) in args:

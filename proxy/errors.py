@@ -94,6 +94,30 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class UpstreamFailure(ProxyError):
+    """The upstream leg failed before any byte went to the client; KIND says how.
+
+    ``connect``: no connection was made (refused, DNS, TLS handshake, connect
+    timeout): nothing was sent. ``reset``: the connection was lost after the
+    request went out, before the answer. ``timeout``: no answer within the
+    limit. ``other``: anything else aiohttp's client reports.
+    """
+
+    def __init__(self, status: int, code: ErrorCode, detail: str, *, kind: str) -> None:
+        super().__init__(status, code, detail)
+        self.kind = kind
+
+
+def classify(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return "connect"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return "reset"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "other"
+
+
 @contextmanager
 def upstream_errors(url: URL, timeout: str) -> Iterator[None]:
     """Turn the upstream leg's failures into the proxy's 502 / 504 (before any byte is sent).
@@ -102,9 +126,15 @@ def upstream_errors(url: URL, timeout: str) -> Iterator[None]:
     """
     try:
         yield
+    except aiohttp.ConnectionTimeoutError as exc:  # a TimeoutError, but a failure to connect
+        raise UpstreamFailure(
+            502, "upstream_unavailable", f"{url.host}: {describe(exc)}", kind="connect"
+        ) from exc
     except TimeoutError as exc:
-        raise ProxyError(
-            504, "upstream_timeout", f"{url.host} did not answer within {timeout}"
+        raise UpstreamFailure(
+            504, "upstream_timeout", f"{url.host} did not answer within {timeout}", kind="timeout"
         ) from exc
     except aiohttp.ClientError as exc:
-        raise ProxyError(502, "upstream_unavailable", f"{url.host}: {describe(exc)}") from exc
+        raise UpstreamFailure(
+            502, "upstream_unavailable", f"{url.host}: {describe(exc)}", kind=classify(exc)
+        ) from exc

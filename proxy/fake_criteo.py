@@ -39,6 +39,7 @@ class SeenRequest:
     headers: CIMultiDict[str]
     body: bytes
     token: str | None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -60,6 +61,13 @@ class FakeCriteo(FakeAuthorizationServer):
     rate_clock: Callable[[], float] = time.time
     rate_counts: dict[tuple[str, int], int] = field(default_factory=dict)
     throttled: int = 0  # 429s answered
+    # Transient failures, before anything else (as a load balancer would): per path, the
+    # next answers to give ("reset" drops the connection once the request is read); and
+    # every fail_one_in-th API call answers 503. Such answers carry retry_after if set.
+    planned_failures: dict[str, list[int | str]] = field(default_factory=dict)
+    fail_one_in: int | None = None
+    retry_after: str | None = None
+    api_calls: int = 0
 
     requests: list[SeenRequest] = field(default_factory=list)
 
@@ -75,6 +83,10 @@ class FakeCriteo(FakeAuthorizationServer):
         return self.requests[-1]
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
+        self.api_calls += 1
+        failure = self._next_failure(request.path)
+        if failure is not None:
+            return await self._fail(request, failure)
         token = _bearer(request.headers.get("Authorization", ""))
         expires_at = self.issued.get(token) if token else None
         if token is None or expires_at is None:
@@ -101,6 +113,32 @@ class FakeCriteo(FakeAuthorizationServer):
         response = await self._route(request, token)
         if quota is not None and not response.prepared:
             response.headers.update(quota)
+        return response
+
+    def _next_failure(self, path: str) -> int | str | None:
+        planned = self.planned_failures.get(path)
+        if planned:
+            return planned.pop(0)
+        if self.fail_one_in and self.api_calls % self.fail_one_in == 0:
+            return 503
+        return None
+
+    async def _fail(self, request: web.Request, failure: int | str) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(
+            _seen(request, body, _bearer(request.headers.get("Authorization", "")))
+        )
+        if failure == "reset":
+            # The request was read, the answer never comes: the connection just drops.
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable  # never written: the transport is gone
+        status = int(failure)
+        response = _criteo_error(
+            status, "availability", "service-unavailable", "The service is unavailable"
+        )
+        if self.retry_after is not None:
+            response.headers["Retry-After"] = self.retry_after
         return response
 
     def _take_quota(self, path: str) -> dict[str, str] | None:
@@ -174,7 +212,7 @@ class FakeCriteo(FakeAuthorizationServer):
         return _criteo_error(404, "validation", "resource-not-found", "Resource not found")
 
 
-def _seen(request: web.Request, body: bytes, token: str) -> SeenRequest:
+def _seen(request: web.Request, body: bytes, token: str | None) -> SeenRequest:
     return SeenRequest(request.method, request.raw_path, CIMultiDict(request.headers), body, token)
 
 

@@ -1,4 +1,4 @@
-"""One request: build the upstream request, stream it, retry once on 401.
+"""One request: build the upstream request, send it, apply the retry rules, stream back.
 
 Knows nothing of YAML: it is handed a ``ForwardSettings`` built from the config.
 """
@@ -17,12 +17,13 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from .downstream import stream_back
-from .errors import ProxyError, upstream_errors
+from .errors import ProxyError, UpstreamFailure, upstream_errors
 from .exchange import Exchange
 from .headers import build_upstream_headers
 from .metrics import Metrics
 from .pacing import Pacer, RateLimited, Window
 from .request_body import RequestBody, body_timeout, body_too_large
+from .retries import Failure, TransientPolicy, failure_reason, retry_delay
 from .tokens import Token, TokenProvider
 from .versions import ApiVersions
 
@@ -37,6 +38,7 @@ class ForwardSettings:
     retry_body_limit_bytes: int
     max_body_bytes: int | None
     response_timeout_seconds: float
+    transient: TransientPolicy
     # from HTTPS_PROXY / HTTP_PROXY, NO_PROXY applied; may carry proxy credentials
     http_proxy: str | None = field(default=None, repr=False)
 
@@ -50,6 +52,14 @@ def is_oauth_path(path_and_query: str) -> bool:
     """``/oauth2/...`` goes upstream as the client sent it, without the proxy's token."""
     path = path_and_query.split("?", 1)[0]
     return path == "/oauth2" or path.startswith(_OAUTH_PREFIX)
+
+
+@dataclass(slots=True)
+class TransientTries:
+    """One request's transient retries so far."""
+
+    retries: int = 0
+    waited_seconds: float = 0.0
 
 
 class Forwarder:
@@ -68,11 +78,16 @@ class Forwarder:
         self._metrics = metrics
         self._pacer = pacer
         self._versions = versions
+        self._transient = settings.transient
         self._response_timeout_label = (
             f"upstream.response_timeout ({settings.response_timeout_seconds:g} s)"
         )
 
     async def handle(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        """Send, then the three rules, in one place: a 401 is replayed once with a new
+        token (3.2), a 429 once after the reset (3.5), a transient failure up to
+        retry.transient.attempts times (10). Each rule counts on its own: a request
+        that met a 401 and then a 503 is retried once for each."""
         path_and_query = exchange.target
         settings = self._settings
         url = build_upstream_url(settings.upstream_url, path_and_query)
@@ -82,46 +97,60 @@ class Forwarder:
             max_body_bytes=settings.max_body_bytes,
             idle_timeout_seconds=settings.response_timeout_seconds,
         )
-        if is_oauth_path(path_and_query):
-            upstream = await self._send(request, url, body, None, exchange)
-            self._versions.note(upstream.status, upstream.headers, path_and_query)
+        # /oauth2/... goes as the client sent it: no token, so no 401 or 429 rule either.
+        token = None if is_oauth_path(path_and_query) else await self._tokens.get_token()
+        replayed_401 = replayed_429 = False
+        transient = TransientTries()
+        while True:
+            try:
+                upstream = await self._send(request, url, body, token, exchange)
+            except UpstreamFailure as exc:
+                if exc.kind not in ("connect", "reset"):
+                    raise
+                kind: Failure = "connect" if exc.kind == "connect" else "reset"
+                if not await self._wait_transient(kind, request, body, transient, exchange):
+                    raise
+                continue
+            status = upstream.status
+            if status == 401 and token is not None and not replayed_401:
+                if self._may_replay_after_401(body, exchange):
+                    upstream.release()
+                    self._tokens.invalidate(token)
+                    token = await self._tokens.get_token()
+                    replayed_401 = True
+                    continue
+            elif status == 429 and token is not None and not replayed_429:
+                if self._may_replay_after_429(url, body, upstream, exchange):
+                    upstream.release()
+                    replayed_429 = True
+                    continue
+            elif self._transient.may_retry_status(status) and await self._wait_transient(
+                status, request, body, transient, exchange, upstream
+            ):
+                continue
+            self._versions.note(status, upstream.headers, path_and_query)
             return await stream_back(request, upstream, exchange)
 
-        token = await self._tokens.get_token()
-        upstream = await self._send(request, url, body, token, exchange)
-        if upstream.status == 401:
-            if body.replayable:
-                upstream.release()
-                self._tokens.invalidate(token)
-                token = await self._tokens.get_token()
-                exchange.retried = "401"
-                self._metrics.retries.inc()
-                log.info(
-                    "request %s: Criteo answered 401, retrying once with a new token",
-                    exchange.request_id,
-                )
-                upstream = await self._send(request, url, body, token, exchange)
-            else:
-                log.warning(
-                    "request %s: Criteo answered 401; not retried because the body was larger "
-                    "than retry.body_limit (%d bytes)",
-                    exchange.request_id,
-                    settings.retry_body_limit_bytes,
-                )
-        if upstream.status == 429:
-            upstream = await self._retry_after_reset(request, url, body, token, upstream, exchange)
-        self._versions.note(upstream.status, upstream.headers, path_and_query)
-        return await stream_back(request, upstream, exchange)
+    def _may_replay_after_401(self, body: RequestBody, exchange: Exchange) -> bool:
+        if not body.replayable:
+            log.warning(
+                "request %s: Criteo answered 401; not retried because the body was larger "
+                "than retry.body_limit (%d bytes)",
+                exchange.request_id,
+                self._settings.retry_body_limit_bytes,
+            )
+            return False
+        exchange.retried = "401"
+        self._metrics.retries.inc()
+        log.info(
+            "request %s: Criteo answered 401, retrying once with a new token",
+            exchange.request_id,
+        )
+        return True
 
-    async def _retry_after_reset(
-        self,
-        request: web.Request,
-        url: URL,
-        body: RequestBody,
-        token: Token,
-        upstream: aiohttp.ClientResponse,
-        exchange: Exchange,
-    ) -> aiohttp.ClientResponse:
+    def _may_replay_after_429(
+        self, url: URL, body: RequestBody, upstream: aiohttp.ClientResponse, exchange: Exchange
+    ) -> bool:
         """A 429 means Criteo did not process the request: replay it once, after the reset."""
         self._count_429(url.raw_path, "seen")
         pacer = self._pacer
@@ -140,13 +169,53 @@ class Forwarder:
             log.warning(
                 "request %s: Criteo answered 429; passed on (%s)", exchange.request_id, why_not
             )
-            return upstream
-        upstream.release()
+            return False
         exchange.retried = "429"
         self._count_429(url.raw_path, "retried")
+        # The window now says remaining 0: the next send waits in line until the reset.
         log.info("request %s: Criteo answered 429; retrying after the reset", exchange.request_id)
-        # The window now says remaining 0: _send waits in line until the reset.
-        return await self._send(request, url, body, token, exchange)
+        return True
+
+    async def _wait_transient(
+        self,
+        failure: Failure,
+        request: web.Request,
+        body: RequestBody,
+        transient: TransientTries,
+        exchange: Exchange,
+        upstream: aiohttp.ClientResponse | None = None,
+    ) -> bool:
+        """Wait before another try if the policy allows one (releasing UPSTREAM's answer)."""
+        policy = self._transient
+        delay = retry_delay(
+            policy,
+            failure,
+            method=request.method,
+            body_replayable=body.replayable if failure != "connect" else body.can_resend,
+            retries_done=transient.retries,
+            waited_seconds=transient.waited_seconds,
+            retry_after=None if upstream is None else upstream.headers.get("Retry-After"),
+            now=time.time(),
+        )
+        if delay is None:
+            return False
+        if upstream is not None:
+            upstream.release()
+        reason = failure_reason(failure)
+        transient.retries += 1
+        transient.waited_seconds += delay
+        exchange.retried = "transient"
+        self._metrics.count_transient_retry(reason)
+        log.info(
+            "request %s: transient failure (%s); try %d of %d in %.2f s",
+            exchange.request_id,
+            reason,
+            transient.retries + 1,
+            policy.attempts + 1,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        return True
 
     def _count_429(self, path: str, outcome: str) -> None:
         """429s, seen from Criteo, retried after the reset, refused by us: metrics and console."""

@@ -57,6 +57,13 @@ class Metrics:
             registry=r,
         )
 
+        self.transient_retries = Counter(
+            "criteo_proxy_transient_retries",
+            "Requests sent again after a transient failure, by reason: connect, reset or the "
+            "status.",
+            ["reason"],
+            registry=r,
+        )
         self.rate_limit_waiting = Gauge(
             "criteo_proxy_rate_limit_waiting_requests",
             "Requests waiting for Criteo's rate-limit window.",
@@ -86,6 +93,9 @@ class Metrics:
             self.request_bytes.inc(bytes_in)
         if bytes_out:
             self.response_bytes.inc(bytes_out)
+
+    def count_transient_retry(self, reason: str) -> None:
+        self.transient_retries.labels(reason).inc()
 
     def count_token_fetch(self, succeeded: bool) -> None:
         self.token_fetches.labels("success" if succeeded else "failure").inc()

@@ -35,7 +35,7 @@ class RequestBody:
         self._max_body_bytes = max_body_bytes
         self.too_large = False
         self.waiting_for_client = False  # True while a streamed read from the client pends
-        self._consumed = False
+        self._started = False  # a streamed body's first byte was handed to the upstream leg
         self.size = sum(len(chunk) for chunk in prefix)  # bytes received from the client so far
 
     @classmethod
@@ -77,12 +77,17 @@ class RequestBody:
         if self.replayable:
             # None, not b"": aiohttp would add "Content-Length: 0" to a bodiless GET.
             return b"".join(self._prefix) if self._prefix else None
-        if self._consumed:
+        if self._started:
             raise RuntimeError("a streamed body can be sent only once")
-        self._consumed = True
         return self._stream(on_progress)
 
+    @property
+    def can_resend(self) -> bool:
+        """Buffered, or streamed but not a byte of it sent yet (the connection failed)."""
+        return self.replayable or not self._started
+
     async def _stream(self, on_progress: Callable[[], None]) -> AsyncIterator[bytes]:
+        self._started = True
         for chunk in self._prefix:
             yield chunk
         self._prefix = []

@@ -89,8 +89,17 @@ class TokensConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TransientRetryConfig:
+    attempts: int = 2  # extra tries after the first; 0 = off
+    statuses: tuple[int, ...] = (502, 503, 504)
+    methods: tuple[str, ...] = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")  # RFC 9110 9.2.2
+    max_delay: float = 10.0  # seconds: the most a request waits between tries in total
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryConfig:
     body_limit: int = 10 * 1024 * 1024
+    transient: TransientRetryConfig = field(default_factory=TransientRetryConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,7 +42,7 @@ def build_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:
     if upstream.ca_file:
         ssl_context.load_verify_locations(cafile=upstream.ca_file)
     connector = aiohttp.TCPConnector(limit=upstream.max_connections, ssl=ssl_context)
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         # connect bounds the TCP/TLS set-up; waiting for a pooled connection and
         # for the response headers is bounded by response_timeout in forward.
@@ -57,6 +57,12 @@ def build_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:
         skip_auto_headers=_AUTO_HEADERS_TO_SKIP,
         read_bufsize=256 * 1024,  # flow-control window per upstream connection
     )
+    # aiohttp silently sends an idempotent request a second time when its connection
+    # drops before the answer; the proxy's own transient rule (DESIGN 10) does that, and
+    # counts it: never more than 1 + retry.transient.attempts sends. There is no public
+    # switch; tests/test_retries.py counts the sends, so a change in aiohttp shows there.
+    session._retry_connection = False
+    return session
 
 
 def env_proxy_for(url: str) -> str | None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import ssl
+from typing import Final
 
 from .addresses import parse_host, parse_origin, parse_url
 from .schema import Config, ConfigError
 
 # The history is memory only: bounded in count here, and in bytes by history.py.
-MAX_CONSOLE_HISTORY = 100_000
+MAX_CONSOLE_HISTORY: Final = 100_000
 
 
 def validate_config(config: Config) -> None:
@@ -41,6 +42,7 @@ def validate_config(config: Config) -> None:
     _require_positive("tokens.refresh_margin", config.tokens.refresh_margin, allow_zero=True)
     if config.retry.body_limit < 0:
         raise ConfigError(f"retry.body_limit: expected 0 or more, got {config.retry.body_limit}")
+    _validate_transient(config)
     max_body = config.limits.max_body_bytes
     if max_body is not None and max_body < 1:
         raise ConfigError(f"limits.max_body_bytes: expected at least 1 or null, got {max_body}")
@@ -73,6 +75,36 @@ def validate_config(config: Config) -> None:
         raise ConfigError(
             f"console.history: expected 0-{MAX_CONSOLE_HISTORY} requests, got {history}"
         )
+
+
+_METHOD: Final = re.compile(r"[A-Z]{1,20}")
+MAX_TRANSIENT_ATTEMPTS: Final = 10
+
+
+def _validate_transient(config: Config) -> None:
+    transient = config.retry.transient
+    if not 0 <= transient.attempts <= MAX_TRANSIENT_ATTEMPTS:
+        raise ConfigError(
+            f"retry.transient.attempts: expected 0-{MAX_TRANSIENT_ATTEMPTS} (0 = off), "
+            f"got {transient.attempts}"
+        )
+    for i, status in enumerate(transient.statuses):
+        if status in (401, 429):
+            raise ConfigError(
+                f"retry.transient.statuses[{i}]: {status} keeps its own rule (DESIGN 3.2 / "
+                "3.5); remove it from the list"
+            )
+        if not 400 <= status <= 599:
+            raise ConfigError(
+                f"retry.transient.statuses[{i}]: expected an error status 400-599, got {status}"
+            )
+    for i, method in enumerate(transient.methods):
+        if not _METHOD.fullmatch(method):
+            raise ConfigError(
+                f"retry.transient.methods[{i}]: expected an upper-case method such as GET, "
+                f"got {method!r}"
+            )
+    _require_positive("retry.transient.max_delay", transient.max_delay, allow_zero=True)
 
 
 def validate_redirect_uri(key: str, value: str) -> None:

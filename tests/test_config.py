@@ -150,6 +150,48 @@ def test_the_design_yaml_parses_to_the_defaults(tmp_path: Path) -> None:
     assert config.source == path
 
 
+# DESIGN.md sections 8 and 10, as they show them.
+DESIGN_CONSOLE_AND_RETRY_YAML = """\
+console:
+  enabled: true
+  history: 200               # requests kept in memory
+  error_bodies: true         # keep Criteo's JSON error bodies (<= 8 KiB) of failed requests
+retry:
+  body_limit: 10485760
+  transient:
+    attempts: 2              # extra tries after the first; 0 = off
+    statuses: [502, 503, 504]
+    methods: [GET, HEAD, OPTIONS, PUT, DELETE]   # idempotent (RFC 9110 9.2.2)
+    max_delay: 10            # seconds: the most a request waits between tries in total
+"""
+
+
+def test_the_console_and_transient_retry_sections_of_design_parse_to_the_defaults(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write(tmp_path, DESIGN_CONSOLE_AND_RETRY_YAML), environ=ENV)
+    defaults = load_config(None, environ=ENV)
+    assert config.console == defaults.console
+    assert config.retry == defaults.retry
+    assert config.retry.transient.attempts == 2
+    assert config.retry.transient.statuses == (502, 503, 504)
+    assert config.retry.transient.methods == ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+    assert config.retry.transient.max_delay == 10
+    assert (config.console.enabled, config.console.history, config.console.error_bodies) == (
+        True,
+        200,
+        True,
+    )
+
+
+def test_config_example_yaml_parses_to_the_defaults() -> None:
+    example = Path(__file__).resolve().parent.parent / "config.example.yaml"
+    config = load_config(str(example), environ=ENV)
+    defaults = load_config(None, environ=ENV)
+    for section in ("listen", "upstream", "tokens", "retry", "limits", "rate_limit", "console"):
+        assert getattr(config, section) == getattr(defaults, section), section
+
+
 def test_every_key_of_the_schema_is_read_from_the_file(tmp_path: Path) -> None:
     ca = trustme.CA()
     ca_path = tmp_path / "ca.pem"
@@ -455,6 +497,44 @@ BAD_VALUES = [
     ),
     pytest.param({"tokens": {"refresh_margin": -1}}, "tokens.refresh_margin", id="negative margin"),
     pytest.param({"retry": {"body_limit": -1}}, "retry.body_limit", id="negative body limit"),
+    pytest.param(
+        {"retry": {"transient": {"atempts": 1}}},
+        "retry.transient.atempts",
+        id="unknown transient key",
+    ),
+    pytest.param({"retry": {"transient": [1]}}, "retry.transient", id="transient is not a mapping"),
+    pytest.param(
+        {"retry": {"transient": {"attempts": -1}}},
+        "retry.transient.attempts",
+        id="negative attempts",
+    ),
+    pytest.param(
+        {"retry": {"transient": {"attempts": 11}}},
+        "retry.transient.attempts",
+        id="too many attempts",
+    ),
+    pytest.param(
+        {"retry": {"transient": {"statuses": [503, 429]}}},
+        "retry.transient.statuses[1]",
+        id="429 keeps its own rule",
+    ),
+    pytest.param(
+        {"retry": {"transient": {"statuses": [200]}}},
+        "retry.transient.statuses[0]",
+        id="a success is no failure",
+    ),
+    pytest.param(
+        {"retry": {"transient": {"methods": ["get"]}}},
+        "retry.transient.methods[0]",
+        id="lower-case method",
+    ),
+    pytest.param(
+        {"retry": {"transient": {"max_delay": -1}}},
+        "retry.transient.max_delay",
+        id="negative max delay",
+    ),
+    pytest.param({"console": {"history": -1}}, "console.history", id="negative console history"),
+    pytest.param({"console": {"enabled": "no"}}, "console.enabled", id="string for a bool"),
     pytest.param({"limits": {"max_body_bytes": 0}}, "limits.max_body_bytes", id="zero max body"),
     pytest.param({"rate_limit": {"max_wait": -1}}, "rate_limit.max_wait", id="negative max wait"),
     pytest.param(
