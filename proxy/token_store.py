@@ -7,16 +7,14 @@ file) with mode 0600 inside a 0700 directory, and checked strictly at start.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from .private_files import write_private_file
 from .schema import ConfigError
 
 _FORMAT_VERSION: Final = 1
@@ -95,8 +93,6 @@ class TokenStore:
 
     def save(self, client_id: str, refresh_token: str) -> None:
         """Replace the file atomically; it is never readable by others, not even for an instant."""
-        directory = self.path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         content = json.dumps(
             {
                 "version": _FORMAT_VERSION,
@@ -106,26 +102,4 @@ class TokenStore:
             },
             indent=2,
         )
-        # mkstemp creates the file with mode 0600.
-        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(content + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)
-            raise
-        _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable, so that a crash cannot bring back the old file."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_private_file(self.path, content + "\n")
