@@ -85,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         error_status=EXIT_FAILURE,
         help="validate the config and fetch one token; exit 0 if all is well",
     )
-    commands.add_parser(
-        "token", parents=[common], help="print a fresh access token on stdout, for one-off use"
+    token = commands.add_parser(
+        "token",
+        parents=[common],
+        help="print an access token on stdout, for one-off use (reused while it is valid)",
+    )
+    token.add_argument(
+        "--fresh", action="store_true", help="fetch a new token even if the cached one is valid"
     )
     commands.add_parser(
         "demo",

@@ -30,8 +30,10 @@ from .schema import (
     ConfigError,
 )
 from .serving import run_event_loop, serve
+from .state import DEFAULT_PROFILE
 from .status_client import StatusUnavailable, build_status_target, fetch_status
 from .status_report import render_report
+from .token_cache import TokenCache, default_cache_path
 from .token_store import TokenStore
 from .tokens import Grant, Token, TokenError
 from .upstream import build_session, build_token_provider
@@ -142,7 +144,18 @@ def _check(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     config = _load(args)
     _configure_one_shot_logging(args, config)
+    cache = TokenCache(
+        default_cache_path(DEFAULT_PROFILE, os.environ),
+        client_id=config.credentials.client_id,
+        token_url=config.upstream.effective_token_url,
+    )
+    cached = None if args.fresh else cache.load(margin_seconds=config.tokens.refresh_margin)
+    if cached is not None:
+        print(cached, flush=True)
+        return 0
+    asked_at = time.time()  # the lifetime counts from the request, as the server's does
     token = _fetch_token_or_fail(config)
+    cache.save(token.access_token, expires_in=token.expires_in_seconds, now=asked_at)
     print(token.access_token, flush=True)
     return 0
 
