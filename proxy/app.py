@@ -23,9 +23,8 @@ from .history import build_record
 from .metrics import METRICS_CONTENT_TYPE
 from .observability import log_access, pick_request_id
 from .retries import TransientPolicy
-from .schema import Config, ConfigError
+from .schema import DEFAULT_PROFILE, Config, ConfigError
 from .state import (
-    DEFAULT_PROFILE,
     ProcessState,
     ProfileState,
     build_process_state,

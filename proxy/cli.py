@@ -14,30 +14,23 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
 from .config import load_config
-from .consent import build_consent_url, parse_landing_url
-from .demo import build_demo_config, running_fake_criteo
-from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from .grants import AuthorizationCodeGrant
-from .observability import build_json_line, configure_logging
 from .schema import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
+    DEFAULT_PROFILE,
     Config,
     ConfigError,
 )
-from .serving import run_event_loop, serve
-from .state import DEFAULT_PROFILE
-from .status_client import StatusUnavailable, build_status_target, fetch_status
-from .status_report import render_report
 from .token_cache import TokenCache, default_cache_path
-from .token_store import TokenStore
-from .tokens import Grant, Token, TokenError
-from .upstream import build_session, build_token_provider
-from .validation import validate_redirect_uri
+
+# The rest of the package (aiohttp above all) is imported by the commands that use
+# it: `criteo-proxy token` answering from its cache starts in a third of the time.
+if TYPE_CHECKING:
+    from .tokens import Grant, Token
 
 log = logging.getLogger("criteo_proxy.cli")
 
@@ -75,6 +68,8 @@ _output = _Output()
 
 def _say(message: str, *, stream: TextIO, level: str = "info", **fields: object) -> None:
     if _output.json:
+        from .observability import build_json_line
+
         line = build_json_line(time.time(), level, log.name, message, fields)
     else:
         line = f"{PROG}: {message}"
@@ -103,6 +98,9 @@ def _load(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .observability import configure_logging
+    from .serving import run_event_loop, serve
+
     config = _load(args)
     _output.json = config.logging.format == "json"
     configure_logging(config.logging.level, config.logging.format)
@@ -122,6 +120,8 @@ def _exit_now() -> None:
 
 def _configure_one_shot_logging(args: argparse.Namespace, config: Config) -> None:
     """check and token say what matters themselves; logs only when asked with --log-level."""
+    from .observability import configure_logging
+
     level = config.logging.level if "log_level" in args else "error"
     configure_logging(level, config.logging.format)
 
@@ -143,7 +143,6 @@ def _check(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     config = _load(args)
-    _configure_one_shot_logging(args, config)
     cache = TokenCache(
         default_cache_path(DEFAULT_PROFILE, os.environ),
         client_id=config.credentials.client_id,
@@ -153,6 +152,7 @@ def _token(args: argparse.Namespace) -> int:
     if cached is not None:
         print(cached, flush=True)
         return 0
+    _configure_one_shot_logging(args, config)
     asked_at = time.time()  # the lifetime counts from the request, as the server's does
     token = _fetch_token_or_fail(config)
     cache.save(token.access_token, expires_in=token.expires_in_seconds, now=asked_at)
@@ -164,6 +164,8 @@ def _fetch_token_or_fail(
     config: Config, grant: Grant | None = None, *, failure_prefix: str = ""
 ) -> Token:
     """One token for a one-shot command; a refusal is its one-line failure (exit 1)."""
+    from .tokens import TokenError
+
     try:
         return asyncio.run(_fetch_token(config, grant))
     except TokenError as exc:
@@ -171,11 +173,17 @@ def _fetch_token_or_fail(
 
 
 async def _fetch_token(config: Config, grant: Grant | None) -> Token:
+    from .upstream import build_session, build_token_provider
+
     async with build_session(config.upstream) as session:
         return await build_token_provider(config, session, grant=grant).get_token()
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from .observability import configure_logging
+    from .serving import run_event_loop
+
     # The demo never uses real credentials, even when they are in the environment.
     environ = dict(os.environ)
     environ.update({CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID, CLIENT_SECRET_ENV_VAR: DEMO_CLIENT_SECRET})
@@ -186,6 +194,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _serve_demo(config: Config) -> None:
+    from .demo import build_demo_config, running_fake_criteo
+    from .serving import serve
+
     async with running_fake_criteo() as fake_url:
 
         def announce(urls: list[str]) -> None:
@@ -200,6 +211,11 @@ async def _serve_demo(config: Config) -> None:
 
 
 def _authorize(args: argparse.Namespace) -> int:
+    from .consent import build_consent_url, parse_landing_url
+    from .grants import AuthorizationCodeGrant
+    from .token_store import TokenStore
+    from .validation import validate_redirect_uri
+
     config = _load(args)
     _configure_one_shot_logging(args, config)
     credentials = config.credentials
@@ -245,6 +261,9 @@ def _authorize(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from .status_client import StatusUnavailable, build_status_target, fetch_status
+    from .status_report import render_report
+
     config = _load(args, require_credentials=False)  # it asks the proxy, not Criteo
     _configure_one_shot_logging(args, config)
     try:

@@ -13,6 +13,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 GrantType = Literal["client_credentials", "authorization_code"]
 
+DEFAULT_PROFILE: Final = "default"  # the top level of the config (DESIGN 9)
 CONFIG_ENV_VAR: Final = "CRITEO_PROXY_CONFIG"
 CLIENT_ID_ENV_VAR: Final = "CRITEO_CLIENT_ID"
 CLIENT_SECRET_ENV_VAR: Final = "CRITEO_CLIENT_SECRET"  # noqa: S105 - a variable name

@@ -22,8 +22,6 @@ from .tokens import TokenProvider
 from .upstream import Clock
 from .versions import ApiVersions
 
-DEFAULT_PROFILE = "default"
-
 
 @dataclass(slots=True, eq=False)
 class ProfileState:
