@@ -52,7 +52,7 @@ async def main() -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as cold:
         env = {
             **os.environ,
             "XDG_CACHE_HOME": cache,
@@ -61,7 +61,7 @@ async def main() -> None:
         }
         fresh = await calls(url, count, env, "--fresh")
         fresh_requests = len(fake.token_requests)
-        cached = await calls(url, count, env)
+        cached = await calls(url, count, {**env, "XDG_CACHE_HOME": cold})  # starts empty
         cached_requests = len(fake.token_requests) - fresh_requests
     await runner.cleanup()
     print(f"{count} sequential `criteo-proxy token` calls against the fake on loopback")
