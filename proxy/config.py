@@ -19,10 +19,12 @@ from typing import Final, Literal, Union
 
 import yaml
 
+from .profiles import check_profiles_apart, merge_profiles
 from .schema import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
     CONFIG_ENV_VAR,
+    DEFAULT_PROFILE,
     Config,
     ConfigError,
     CredentialsConfig,
@@ -35,7 +37,7 @@ _ENV_REFERENCE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECTIONS: Final[dict[str, type]] = {
     f.name: typing.get_type_hints(Config)[f.name]
     for f in dataclasses.fields(Config)
-    if f.name != "source"
+    if f.name not in ("source", "name", "profiles")
 }
 
 
@@ -56,7 +58,30 @@ def load_config(
     env = os.environ if environ is None else environ
     path = path or env.get(CONFIG_ENV_VAR) or None
     raw = _read_yaml(path) if path else {}
-    for dotted, value in (overrides or {}).items():
+    profiles = raw.pop("profiles", None)
+    # --host / --port are the default profile's; the other flags name shared sections.
+    listen_flags = {k: v for k, v in (overrides or {}).items() if k.startswith("listen.")}
+    shared_flags = {k: v for k, v in (overrides or {}).items() if k not in listen_flags}
+    _apply_flags(raw, shared_flags)
+    top = {**raw}
+    listen = raw.get("listen")
+    if listen_flags:
+        if isinstance(listen, dict):
+            top["listen"] = {**listen}  # a copy: the profiles start from the file's
+        _apply_flags(top, listen_flags)
+    if profiles is not None:
+        top["profiles"] = profiles
+    return parse_config(
+        top,
+        environ=env,
+        source=path,
+        require_credentials=require_credentials,
+        profile_base=raw,
+    )
+
+
+def _apply_flags(raw: dict[str, object], flags: Mapping[str, object]) -> None:
+    for dotted, value in flags.items():
         section, key = dotted.split(".", 1)
         section_raw = raw.get(section)
         if section_raw is None:  # absent, or present with every key commented out
@@ -64,7 +89,6 @@ def load_config(
         if not isinstance(section_raw, dict):
             raise ConfigError(f"{section}: expected a mapping, got {_type_name(section_raw)}")
         section_raw[key] = value
-    return parse_config(raw, environ=env, source=path, require_credentials=require_credentials)
 
 
 def parse_config(
@@ -73,29 +97,72 @@ def parse_config(
     environ: Mapping[str, str],
     source: str | None = None,
     require_credentials: bool = True,
+    profile_base: Mapping[str, object] | None = None,
 ) -> Config:
-    unknown = sorted(set(raw) - set(_SECTIONS))
+    """The top level (profile ``default``) and every profile of ``profiles:``.
+
+    Profiles start from PROFILE_BASE (default: the top level): the top level
+    without the flags that are the default profile's alone (--host, --port).
+    """
+    top_raw = {key: value for key, value in raw.items() if key != "profiles"}
+    top = _parse_profile(
+        top_raw, environ=environ, source=source, require_credentials=require_credentials
+    )
+    profiles = tuple(
+        _parse_profile(
+            whole,
+            environ=environ,
+            source=source,
+            require_credentials=require_credentials,
+            name=name,
+        )
+        for name, whole in merge_profiles(
+            top_raw if profile_base is None else profile_base, raw.get("profiles")
+        )
+    )
+    check_profiles_apart((top, *profiles))
+    return dataclasses.replace(top, profiles=profiles)
+
+
+def _parse_profile(
+    raw: Mapping[str, object],
+    *,
+    environ: Mapping[str, str],
+    source: str | None,
+    require_credentials: bool,
+    name: str = DEFAULT_PROFILE,
+) -> Config:
+    """One profile's whole mapping; a profile's errors name ``profiles.<name>.<key>``."""
+    prefix = "" if name == DEFAULT_PROFILE else f"profiles.{name}."
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"profiles"})
     if unknown:
         raise ConfigError(
-            f"{unknown[0]}: unknown key (known: {', '.join(_SECTIONS)})"
+            f"{prefix}{unknown[0]}: unknown key (known: {', '.join([*_SECTIONS, 'profiles'])})"
             + (f" in {source}" if source else "")
         )
     sections: dict[str, object] = {}
-    for name, cls in _SECTIONS.items():
-        section_raw = raw.get(name)
+    for section, cls in _SECTIONS.items():
+        section_raw = raw.get(section)
         if section_raw is None:
             section_raw = {}
         if not isinstance(section_raw, Mapping):
-            raise ConfigError(f"{name}: expected a mapping, got {_type_name(section_raw)}")
+            raise ConfigError(
+                f"{prefix}{section}: expected a mapping, got {_type_name(section_raw)}"
+            )
         section_environ = environ
-        if name == "credentials" and not require_credentials:
+        if section == "credentials" and not require_credentials:
             section_environ = _EmptyWhenUnset(environ)
-        sections[name] = _parse_section(cls, name, section_raw, section_environ)
-    config = Config(**sections, source=source)  # type: ignore[arg-type]
-    validate_config(config)
+        sections[section] = _parse_section(cls, prefix + section, section_raw, section_environ)
+    config = Config(**sections, source=source, name=name)  # type: ignore[arg-type]
+    try:
+        validate_config(config)
+    except ConfigError as exc:
+        raise ConfigError(prefix + str(exc)) from exc
     upstream = dataclasses.replace(config.upstream, url=config.upstream.url.rstrip("/"))
     config = dataclasses.replace(config, upstream=upstream)
-    credentials = _resolve_credentials(config, raw, environ, required=require_credentials)
+    credentials = _resolve_credentials(
+        config, raw, environ, required=require_credentials, prefix=prefix
+    )
     return dataclasses.replace(config, credentials=credentials)
 
 
@@ -218,32 +285,46 @@ def _expand_env(key: str, value: str, environ: Mapping[str, str]) -> str:
 
 
 def _resolve_credentials(
-    config: Config, raw: Mapping[str, object], environ: Mapping[str, str], *, required: bool
+    config: Config,
+    raw: Mapping[str, object],
+    environ: Mapping[str, str],
+    *,
+    required: bool,
+    prefix: str,
 ) -> CredentialsConfig:
-    """Apply the environment over the file and read client_secret_file."""
+    """Apply the environment over the file (for ``default`` only) and read
+    client_secret_file."""
     credentials = config.credentials
     raw_credentials = raw.get("credentials")
     given = raw_credentials if isinstance(raw_credentials, Mapping) else {}
+    key = f"{prefix}credentials"
     if given.get("client_secret") is not None and credentials.client_secret_file is not None:
         raise ConfigError(
-            "credentials: set client_secret or client_secret_file, not both "
+            f"{key}: set client_secret or client_secret_file, not both "
             "(remove one of them from the config file)"
         )
-    client_id = environ.get(CLIENT_ID_ENV_VAR) or credentials.client_id
-    secret = environ.get(CLIENT_SECRET_ENV_VAR) or ""
+    # CRITEO_CLIENT_ID / CRITEO_CLIENT_SECRET are the default profile's (DESIGN 9).
+    from_environment = environ if not prefix else {}
+    client_id = from_environment.get(CLIENT_ID_ENV_VAR) or credentials.client_id
+    secret = from_environment.get(CLIENT_SECRET_ENV_VAR) or ""
     if not secret and credentials.client_secret_file is not None and required:
-        secret = _read_secret_file(credentials.client_secret_file)
+        secret = _read_secret_file(credentials.client_secret_file, key)
     if not secret:
         secret = credentials.client_secret.reveal()
     if not client_id and required:
         raise ConfigError(
-            f"credentials.client_id: not set; export {CLIENT_ID_ENV_VAR} "
+            f"{key}.client_id: not set; export {CLIENT_ID_ENV_VAR} "
             "or set credentials.client_id in the config file"
+            if not prefix
+            else f"{key}.client_id: not set; set it in the profile (${{VAR}} works)"
         )
     if not secret and required:
         raise ConfigError(
-            f"credentials.client_secret: not set; export {CLIENT_SECRET_ENV_VAR} "
+            f"{key}.client_secret: not set; export {CLIENT_SECRET_ENV_VAR} "
             "or set credentials.client_secret_file in the config file"
+            if not prefix
+            else f"{key}.client_secret: not set; set client_secret or client_secret_file "
+            "in the profile"
         )
     return dataclasses.replace(
         credentials,
@@ -253,17 +334,17 @@ def _resolve_credentials(
     )
 
 
-def _read_secret_file(path: str) -> str:
+def _read_secret_file(path: str, key: str) -> str:
     try:
         secret = Path(path).expanduser().read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(
-            f"credentials.client_secret_file: cannot read {path}: {exc.strerror or exc}"
+            f"{key}.client_secret_file: cannot read {path}: {exc.strerror or exc}"
         ) from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"credentials.client_secret_file: {path} is not UTF-8 text") from exc
+        raise ConfigError(f"{key}.client_secret_file: {path} is not UTF-8 text") from exc
     if not secret:
-        raise ConfigError(f"credentials.client_secret_file: {path} is empty")
+        raise ConfigError(f"{key}.client_secret_file: {path} is empty")
     return secret
 
 

@@ -151,3 +151,19 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     source: str | None = None  # the file it came from, for messages; None = defaults
+    # Profiles (DESIGN 9): this one's name, and on the top level (``default``) the
+    # others, each resolved whole (the top level with its overrides, key by key).
+    name: str = DEFAULT_PROFILE
+    profiles: tuple[Config, ...] = ()
+
+    @property
+    def all_profiles(self) -> tuple[Config, ...]:
+        """``default`` first, then the others in the order of the file."""
+        return (self, *self.profiles)
+
+    def profile(self, name: str) -> Config:
+        for config in self.all_profiles:
+            if config.name == name:
+                return config
+        known = ", ".join(c.name for c in self.all_profiles)
+        raise ConfigError(f"--profile: no profile named {name!r} (known: {known})")
