@@ -90,7 +90,7 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
     session = process.session = process.session or build_session(process.config.upstream)
     try:
         tokens = build_token_provider(
-            config, session, clock=process.clock, on_fetch=process.metrics.count_token_fetch
+            config, session, clock=process.clock, on_fetch=profile.metrics.count_token_fetch
         )
     except ConfigError:
         if owns_session:
@@ -107,7 +107,7 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
     )
     profile.tokens = app[TOKENS] = tokens
     app[FORWARDER] = Forwarder(
-        session, tokens, settings, process.metrics, profile.pacer, profile.versions
+        session, tokens, settings, profile.metrics, profile.pacer, profile.versions
     )
     # The server starts even when the token endpoint is down; the warm-up only logs.
     warm_up = asyncio.create_task(tokens.warm_up())
@@ -129,7 +129,7 @@ def build_request_context(
     """The one middleware: request id, the guards, the error envelope, metrics, the access
     line and the console's record."""
     handlers = process.handlers
-    metrics = process.metrics
+    metrics = profile.metrics
     access_log_enabled = process.config.logging.access_log
     history = process.history
     keep_error_bodies = process.config.console.error_bodies

@@ -20,7 +20,7 @@ from .downstream import stream_back
 from .errors import ProxyError, UpstreamFailure, upstream_errors
 from .exchange import Exchange
 from .headers import build_upstream_headers
-from .metrics import Metrics
+from .metrics import ProfileMetrics
 from .pacing import Pacer, RateLimited, Window
 from .request_body import RequestBody, body_timeout, body_too_large
 from .retries import Failure, TransientPolicy, failure_reason, retry_delay
@@ -68,7 +68,7 @@ class Forwarder:
         session: aiohttp.ClientSession,
         tokens: TokenProvider,
         settings: ForwardSettings,
-        metrics: Metrics,
+        metrics: ProfileMetrics,
         pacer: Pacer,
         versions: ApiVersions,
     ) -> None:
@@ -219,7 +219,7 @@ class Forwarder:
 
     def _count_429(self, path: str, outcome: str) -> None:
         """429s, seen from Criteo, retried after the reset, refused by us: metrics and console."""
-        self._metrics.rate_limited.labels(outcome).inc()
+        self._metrics.count_429(outcome)
         if self._pacer.enabled:
             self._pacer.window_for(path).throttled[outcome] += 1
 

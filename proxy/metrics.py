@@ -17,16 +17,19 @@ METRICS_CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 class Metrics:
     """The proxy's Prometheus metrics, in a registry of their own (one per app)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, by_profile: bool = False) -> None:
+        # The profile label exists when profiles are configured (DESIGN 9); a single
+        # app's series keep the labels they always had.
+        self.by_profile = by_profile
+        p: list[str] = ["profile"] if by_profile else []
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
             "criteo_proxy_requests",
             "Requests answered, by method and status class.",
-            ["method", "status_class"],
+            [*p, "method", "status_class"],
             registry=r,
         )
-        self._request_counters: dict[tuple[str, int], Counter] = {}
         self.in_flight = Gauge(
             "criteo_proxy_in_flight_requests", "Requests being handled now.", registry=r
         )
@@ -37,11 +40,15 @@ class Metrics:
             registry=r,
         )
         self.token_fetches = Counter(
-            "criteo_proxy_token_fetches", "Token requests, by result.", ["result"], registry=r
+            "criteo_proxy_token_fetches",
+            "Token requests, by result.",
+            [*p, "result"],
+            registry=r,
         )
         self.retries = Counter(
             "criteo_proxy_401_retries",
             "Requests replayed with a new token after Criteo answered 401.",
+            p,
             registry=r,
         )
         self.request_bytes = Counter(
@@ -61,25 +68,55 @@ class Metrics:
             "criteo_proxy_transient_retries",
             "Requests sent again after a transient failure, by reason: connect, reset or the "
             "status.",
-            ["reason"],
+            [*p, "reason"],
             registry=r,
         )
         self.rate_limit_waiting = Gauge(
             "criteo_proxy_rate_limit_waiting_requests",
             "Requests waiting for Criteo's rate-limit window.",
+            p,
             registry=r,
         )
         self.rate_limit_wait = Counter(
             "criteo_proxy_rate_limit_wait_seconds",
             "Total seconds requests waited for Criteo's rate-limit window.",
+            p,
             registry=r,
         )
         self.rate_limited = Counter(
             "criteo_proxy_rate_limited",
             "429s: seen from Criteo, retried after the reset, refused by the proxy (max_wait).",
-            ["outcome"],
+            [*p, "outcome"],
             registry=r,
         )
+
+    def for_profile(self, profile: str) -> ProfileMetrics:
+        """The metrics one profile counts in, its label bound (profiles are configured
+        names: the label set stays bounded)."""
+        return ProfileMetrics(self, profile)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ProfileMetrics:
+    """One profile's children of the shared metrics, made once, not per request."""
+
+    def __init__(self, metrics: Metrics, profile: str) -> None:
+        self.shared = metrics
+        self._label: tuple[str, ...] = (profile,) if metrics.by_profile else ()
+        self._request_counters: dict[tuple[str, int], Counter] = {}
+        self.retries = metrics.retries.labels(*self._label) if self._label else metrics.retries
+        self.rate_limit_wait = (
+            metrics.rate_limit_wait.labels(*self._label) if self._label else metrics.rate_limit_wait
+        )
+        self.rate_limit_waiting = (
+            metrics.rate_limit_waiting.labels(*self._label)
+            if self._label
+            else metrics.rate_limit_waiting
+        )
+        self.upstream_latency = metrics.upstream_latency
+        self.deprecations = metrics.deprecations
 
     def count_request(self, method: str, status: int, bytes_in: int, bytes_out: int) -> None:
         # Keyed by the label, not the raw method: a client inventing methods must not
@@ -87,18 +124,20 @@ class Metrics:
         key = (method if method in _KNOWN_METHODS else "other", status // 100)
         counter = self._request_counters.get(key)
         if counter is None:
-            counter = self._request_counters[key] = self.requests.labels(key[0], f"{key[1]}xx")
+            counter = self._request_counters[key] = self.shared.requests.labels(
+                *self._label, key[0], f"{key[1]}xx"
+            )
         counter.inc()
         if bytes_in:
-            self.request_bytes.inc(bytes_in)
+            self.shared.request_bytes.inc(bytes_in)
         if bytes_out:
-            self.response_bytes.inc(bytes_out)
-
-    def count_transient_retry(self, reason: str) -> None:
-        self.transient_retries.labels(reason).inc()
+            self.shared.response_bytes.inc(bytes_out)
 
     def count_token_fetch(self, succeeded: bool) -> None:
-        self.token_fetches.labels("success" if succeeded else "failure").inc()
+        self.shared.token_fetches.labels(*self._label, "success" if succeeded else "failure").inc()
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def count_transient_retry(self, reason: str) -> None:
+        self.shared.transient_retries.labels(*self._label, reason).inc()
+
+    def count_429(self, outcome: str) -> None:
+        self.shared.rate_limited.labels(*self._label, outcome).inc()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .history import History
-from .metrics import Metrics
+from .metrics import Metrics, ProfileMetrics
 from .pacing import Pacer
 from .schema import Config
 from .tokens import TokenProvider
@@ -29,6 +29,7 @@ class ProfileState:
     config: Config  # this profile's resolved settings
     pacer: Pacer
     versions: ApiVersions
+    metrics: ProfileMetrics
     listen_urls: list[str] = field(default_factory=list)  # known once it listens
     tokens: TokenProvider | None = None  # made with the upstream session, at start-up
 
@@ -50,21 +51,22 @@ def build_process_state(config: Config, *, clock: Clock) -> ProcessState:
     """The shared state of one process, its gauges reading every profile."""
     process = ProcessState(
         config=config,
-        metrics=Metrics(),
+        metrics=Metrics(by_profile=bool(config.profiles)),
         history=History(config.console.history if config.console.enabled else 0),
         clock=clock,
     )
     process.metrics.in_flight.set_function(lambda: len(process.handlers))
-    process.metrics.rate_limit_waiting.set_function(
-        lambda: sum(profile.pacer.waiting for profile in process.profiles.values())
-    )
     return process
 
 
 def build_profile_state(name: str, config: Config, metrics: Metrics) -> ProfileState:
+    profile_metrics = metrics.for_profile(name)
+    pacer = Pacer(enabled=config.rate_limit.enabled, max_wait_seconds=config.rate_limit.max_wait)
+    profile_metrics.rate_limit_waiting.set_function(lambda: pacer.waiting)
     return ProfileState(
         name=name,
         config=config,
-        pacer=Pacer(enabled=config.rate_limit.enabled, max_wait_seconds=config.rate_limit.max_wait),
-        versions=ApiVersions(metrics),
+        pacer=pacer,
+        versions=ApiVersions(profile_metrics),
+        metrics=profile_metrics,
     )

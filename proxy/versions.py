@@ -15,7 +15,7 @@ from typing import Final
 
 from multidict import CIMultiDictProxy
 
-from .metrics import Metrics
+from .metrics import ProfileMetrics
 
 log = logging.getLogger("criteo_proxy.forward")
 
@@ -34,7 +34,7 @@ class VersionSeen:
 
 
 class ApiVersions:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: ProfileMetrics) -> None:
         self._metrics = metrics
         self._seen: dict[str, VersionSeen] = {}
         self._logged: set[str] = set()  # bounded like the metric labels
