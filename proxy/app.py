@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -21,7 +22,7 @@ from .guards import GuardPolicy, add_cors_headers, admit
 from .headers import REQUEST_ID_HEADER
 from .history import build_record
 from .metrics import METRICS_CONTENT_TYPE
-from .observability import log_access, pick_request_id
+from .observability import CURRENT_PROFILE, log_access, pick_request_id
 from .retries import TransientPolicy
 from .schema import DEFAULT_PROFILE, Config, ConfigError
 from .state import (
@@ -110,7 +111,10 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         session, tokens, settings, profile.metrics, profile.pacer, profile.versions
     )
     # The server starts even when the token endpoint is down; the warm-up only logs.
-    warm_up = asyncio.create_task(tokens.warm_up())
+    # Its log lines (and the fetch it starts) are this profile's.
+    context = contextvars.copy_context()
+    context.run(CURRENT_PROFILE.set, profile.name)
+    warm_up = asyncio.create_task(tokens.warm_up(), context=context)
     try:
         yield
     finally:
@@ -133,10 +137,12 @@ def build_request_context(
     access_log_enabled = process.config.logging.access_log
     history = process.history
     keep_error_bodies = process.config.console.error_bodies
+    # Logs say profile=<name> when profiles are configured (DESIGN 9).
+    log_profile = profile.name if process.config.profiles else None
 
     def finish(request: web.Request, exchange: Exchange, status: int) -> None:
         if access_log_enabled:
-            _log_access(request, exchange, status)
+            _log_access(request, exchange, status, log_profile)
         if history.max_records and (not exchange.reserved or exchange.proxy_error):
             tokens = profile.tokens
             token = tokens.cached_token() if tokens is not None else None
@@ -160,6 +166,8 @@ def build_request_context(
             pick_request_id(request.headers.get(REQUEST_ID_HEADER)), time.perf_counter()
         )
         request[EXCHANGE] = exchange
+        if log_profile is not None:
+            CURRENT_PROFILE.set(log_profile)  # this request's task only
         task = asyncio.current_task()
         if task is not None:
             handlers.add(task)
@@ -202,7 +210,7 @@ def error_response(error: ProxyError, request_id: str) -> web.Response:
     )
 
 
-def _log_access(request: web.Request, exchange: Exchange, status: int) -> None:
+def _log_access(request: web.Request, exchange: Exchange, status: int, profile: str | None) -> None:
     log_access(
         method=request.method,
         path_and_query=request.raw_path,
@@ -212,6 +220,7 @@ def _log_access(request: web.Request, exchange: Exchange, status: int) -> None:
         upstream_seconds=exchange.upstream_seconds,
         retried=exchange.retried,
         request_id=exchange.request_id,
+        profile=profile,
     )
 
 

@@ -79,11 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("run", parents=[common], help="serve (the default)")
-    commands.add_parser(
+    check = commands.add_parser(
         "check",
         parents=[common],
         error_status=EXIT_FAILURE,
-        help="validate the config and fetch one token; exit 0 if all is well",
+        help="validate the config and fetch one token (per profile); exit 0 if all is well",
     )
     token = commands.add_parser(
         "token",
@@ -129,4 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     authorize.add_argument(
         "--redirect-uri", metavar="URI", help="default: credentials.redirect_uri"
     )
+    for command in (check, token, status, authorize):
+        command.add_argument(
+            "--profile",
+            metavar="NAME",
+            help="the profile to use (default: default"
+            + ("; check: every profile)" if command is check else ")"),
+        )
     return parser

@@ -103,14 +103,18 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     _output.json = config.logging.format == "json"
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, profiles=bool(config.profiles))
     run_event_loop(serve(config, announce=_announce, on_second_signal=_exit_now))
     return 0
 
 
-def _announce(urls: list[str]) -> None:
+def _announce(profile: str, urls: list[str]) -> None:
     for url in urls:
-        _say(f"serving on {url}", stream=sys.stdout, event="serving", url=url)
+        if profile == DEFAULT_PROFILE:
+            _say(f"serving on {url}", stream=sys.stdout, event="serving", url=url)
+        else:
+            message = f"profile {profile}: serving on {url}"
+            _say(message, stream=sys.stdout, event="serving", url=url, profile=profile)
 
 
 def _exit_now() -> None:
@@ -129,6 +133,20 @@ def _configure_one_shot_logging(args: argparse.Namespace, config: Config) -> Non
 def _check(args: argparse.Namespace) -> int:
     config = _load(args)
     _configure_one_shot_logging(args, config)
+    if args.profile is None and not config.profiles:
+        return _check_one(config)
+    # With profiles: one line each, and exit 1 if any fails.
+    profiles = config.all_profiles if args.profile is None else (config.profile(args.profile),)
+    failed = [profile.name for profile in profiles if not _check_line(profile)]
+    if failed:
+        _fail(
+            f"check failed for {len(failed)} of {len(profiles)} profiles: {', '.join(failed)}",
+            EXIT_FAILURE,
+        )
+    return 0
+
+
+def _check_one(config: Config) -> int:
     print(f"config:         {config.source or 'none (defaults and environment)'}")
     print(f"upstream:       {config.upstream.url}")
     print(f"token endpoint: {config.upstream.effective_token_url}")
@@ -141,10 +159,29 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_line(config: Config) -> bool:
+    """One profile, one line on stdout: OK with what it found, or FAILED and why."""
+    from .tokens import TokenError
+
+    listen = config.listen.unix_socket or f"{config.listen.host}:{config.listen.port}"
+    found = f"{config.credentials.grant_type}, client id {config.credentials.client_id}, {listen}"
+    try:
+        token = asyncio.run(_fetch_token(config, None))
+    except TokenError as exc:
+        print(f"{config.name}: FAILED ({found}): {exc.code}: {exc.detail}", flush=True)
+        return False
+    except ConfigError as exc:  # an unusable token store
+        print(f"{config.name}: FAILED ({found}): {exc}", flush=True)
+        return False
+    valid = f"token valid for {token.expires_in_seconds:.0f} s (not shown)"
+    print(f"{config.name}: OK ({found}): {valid}", flush=True)
+    return True
+
+
 def _token(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = _load(args).profile(args.profile or DEFAULT_PROFILE)
     cache = TokenCache(
-        default_cache_path(DEFAULT_PROFILE, os.environ),
+        default_cache_path(config.name, os.environ),
         client_id=config.credentials.client_id,
         token_url=config.upstream.effective_token_url,
     )
@@ -199,8 +236,10 @@ async def _serve_demo(config: Config) -> None:
 
     async with running_fake_criteo() as fake_url:
 
-        def announce(urls: list[str]) -> None:
-            _announce(urls)
+        def announce(profile: str, urls: list[str]) -> None:
+            _announce(profile, urls)
+            if profile != DEFAULT_PROFILE:
+                return
             print(f"{PROG} demo: a fake Criteo API answers on {fake_url}", flush=True)
             print("Try it (Ctrl-C stops the demo):", flush=True)
             print(f"  curl {urls[0]}/2025-10/advertisers/me", flush=True)
@@ -216,7 +255,7 @@ def _authorize(args: argparse.Namespace) -> int:
     from .token_store import TokenStore
     from .validation import validate_redirect_uri
 
-    config = _load(args)
+    config = _load(args).profile(args.profile or DEFAULT_PROFILE)
     _configure_one_shot_logging(args, config)
     credentials = config.credentials
     if args.redirect_uri is not None:
@@ -232,7 +271,8 @@ def _authorize(args: argparse.Namespace) -> int:
         print(
             "Open it in a browser, consent, then run: "
             f"{PROG} authorize --from-url '<the address you land on>'"
-            + (f" --state {args.state}" if args.state else ""),
+            + (f" --state {args.state}" if args.state else "")
+            + (f" --profile {config.name}" if config.name != DEFAULT_PROFILE else ""),
             file=sys.stderr,
         )
         return 0
@@ -264,7 +304,8 @@ def _status(args: argparse.Namespace) -> int:
     from .status_client import StatusUnavailable, build_status_target, fetch_status
     from .status_report import render_report
 
-    config = _load(args, require_credentials=False)  # it asks the proxy, not Criteo
+    # It asks the proxy, not Criteo: no credentials needed.
+    config = _load(args, require_credentials=False).profile(args.profile or DEFAULT_PROFILE)
     _configure_one_shot_logging(args, config)
     try:
         target = build_status_target(config, args.url)

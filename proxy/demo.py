@@ -32,6 +32,7 @@ def build_demo_config(config: Config, fake_url: str) -> Config:
     """CONFIG aimed at the fake: never real credentials, even when they are set."""
     return dataclasses.replace(
         config,
+        profiles=(),  # the demo is one fake app
         upstream=dataclasses.replace(config.upstream, url=fake_url, token_url=None),
         credentials=dataclasses.replace(
             config.credentials,

@@ -13,6 +13,7 @@ import secrets
 import sys
 import threading
 import time
+from contextvars import ContextVar
 from typing import Final, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -26,6 +27,10 @@ _MAX_BUFFERED_LINES: Final = 100_000
 _SECRET_QUERY_KEY: Final = re.compile(r"token|secret|password|key|code|auth", re.IGNORECASE)
 
 access_log = logging.getLogger("criteo_proxy.access")
+
+# The profile being served (DESIGN 9): set per request and for each profile's token
+# tasks; shown on every log line when profiles are configured.
+CURRENT_PROFILE: ContextVar[str | None] = ContextVar("criteo_proxy_profile", default=None)
 
 
 _SANE_REQUEST_ID: Final = re.compile(rf"[!-~]{{1,{_MAX_REQUEST_ID_LENGTH}}}")
@@ -82,12 +87,24 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
+class ProfileFilter(logging.Filter):
+    """Notes on each record the profile it was logged for (profiles configured only)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "profile"):
+            record.profile = CURRENT_PROFILE.get()
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log collectors."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
         fields = dict(fields) if isinstance(fields, dict) else {}
+        profile = getattr(record, "profile", None)
+        if profile is not None:
+            fields.setdefault("profile", profile)
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
         return build_json_line(
@@ -97,7 +114,11 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = build_text_line(record.created, record.levelname, record.name, record.getMessage())
+        message = record.getMessage()
+        profile = getattr(record, "profile", None)
+        if profile is not None and record.name != access_log.name:  # the access line has it
+            message += f" profile={profile}"
+        line = build_text_line(record.created, record.levelname, record.name, message)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -166,11 +187,16 @@ class BatchingStreamHandler(logging.Handler):
         super().close()
 
 
-def configure_logging(level: LogLevel, log_format: LogFormat) -> None:
-    """Send our logs (and aiohttp's) to stderr: stdout is kept for what the user asked for."""
+def configure_logging(level: LogLevel, log_format: LogFormat, *, profiles: bool = False) -> None:
+    """Send our logs (and aiohttp's) to stderr: stdout is kept for what the user asked for.
+
+    With PROFILES, every line says which profile it is about (``profile=<name>``).
+    """
     handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(MalformedRequestFilter())
+    if profiles:
+        handler.addFilter(ProfileFilter())
     atexit.register(handler.close)  # writes what is still buffered
     # The records need none of these, and gathering them costs on every line (the
     # "Optimization" section of the logging HOWTO): the caller's frame, thread and
@@ -210,8 +236,9 @@ def log_access(
     upstream_seconds: float | None,
     retried: RetryReason | None,
     request_id: str,
+    profile: str | None = None,
 ) -> None:
-    """One line per request, written after the answer."""
+    """One line per request, written after the answer (with PROFILE when profiles are set)."""
     sink = _access_sink
     if sink is None and not access_log.isEnabledFor(logging.INFO):
         return
@@ -234,6 +261,9 @@ def log_access(
         "retry_reason": retried,
         "request_id": request_id,
     }
+    if profile is not None:
+        message += f" profile={profile}"
+        fields["profile"] = profile
     if sink is not None:
         sink.write(message, fields)
     else:

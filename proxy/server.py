@@ -19,7 +19,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from yarl import URL
 
-from .schema import Config, ConfigError, ListenConfig
+from .schema import DEFAULT_PROFILE, Config, ConfigError, ListenConfig
 
 log = logging.getLogger("criteo_proxy.server")
 
@@ -73,7 +73,7 @@ def build_server_options(listen: ListenConfig) -> dict[str, Any]:
     """aiohttp server settings; the tests serve the app with the very same ones."""
     return {
         "access_log": None,
-        # stop_server has already waited listen.shutdown_grace for in-flight requests.
+        # stop_servers has already waited listen.shutdown_grace for in-flight requests.
         "shutdown_timeout": 1.0,
         # aiohttp closes a connection that has not sent a whole request within
         # keepalive_timeout of opening or of its last answer: our header timeout.
@@ -90,16 +90,18 @@ def build_server_options(listen: ListenConfig) -> dict[str, Any]:
     }
 
 
-async def stop_server(
-    server: RunningServer, handlers: set[asyncio.Task[object]], grace: float
+async def stop_servers(
+    servers: list[RunningServer], handlers: set[asyncio.Task[object]], grace: float
 ) -> None:
-    """Stop accepting, give in-flight requests GRACE seconds, cancel the rest, clean up.
+    """Stop accepting on every site, give in-flight requests GRACE seconds, cancel the
+    rest, clean up.
 
     aiohttp's own shutdown can wait twice its timeout for a handler that is
     stuck upstream; this bounds the whole stop by GRACE.
     """
-    for site in list(server.runner.sites):
-        await site.stop()
+    for server in servers:
+        for site in list(server.runner.sites):
+            await site.stop()
     pending = {task for task in handlers if not task.done()}
     if pending:
         log.info("waiting up to %g s for %d in-flight request(s)", grace, len(pending))
@@ -113,12 +115,15 @@ async def stop_server(
                 len(still_running),
             )
             await asyncio.wait(still_running, timeout=1)
-    await server.runner.cleanup()
+    for server in servers:
+        await server.runner.cleanup()
 
 
 async def start_server(app: web.Application, config: Config) -> RunningServer:
-    """Listen where the config says; a port in use is a ConfigError, not a traceback."""
+    """Listen where the config says; a port in use is a ConfigError, not a traceback
+    (naming ``profiles.<name>.listen...`` for a profile)."""
     listen = config.listen
+    prefix = "" if config.name == DEFAULT_PROFILE else f"profiles.{config.name}."
     runner = ProxyRunner(app, **build_server_options(listen))
     await runner.setup()
     try:
@@ -126,14 +131,18 @@ async def start_server(app: web.Application, config: Config) -> RunningServer:
             urls = [await _start_unix_site(runner, listen.unix_socket)]
         else:
             urls = await _start_tcp_site(runner, listen.host, listen.port)
+    except ConfigError as exc:
+        await runner.cleanup()
+        raise ConfigError(prefix + str(exc)) from exc
     except BaseException:
         await runner.cleanup()
         raise
     if not listen.unix_socket and not is_loopback(listen.host) and not config.security.api_keys:
         log.warning(
-            "listening on %s without security.api_keys: anyone who can reach this address can "
+            "%slistening on %s without security.api_keys: anyone who can reach this address can "
             "spend your Criteo token. Bind 127.0.0.1, publish the port on loopback only "
             "(docker run -p 127.0.0.1:8080:8080 ...), or set security.api_keys.",
+            f"profile {config.name}: " if prefix else "",
             listen.host,
         )
     return RunningServer(runner, urls)

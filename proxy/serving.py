@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable, Coroutine
 
-from .app import HANDLERS, build_app
-from .schema import Config
-from .server import start_server, stop_server
+from .app import build_app
+from .schema import DEFAULT_PROFILE, Config
+from .server import RunningServer, start_server, stop_servers
+from .state import build_process_state
+from .upstream import build_session
 
 log = logging.getLogger("criteo_proxy.cli")
 
@@ -31,22 +34,37 @@ def run_event_loop(main: Coroutine[object, object, None]) -> None:
 async def serve(
     config: Config,
     *,
-    announce: Callable[[list[str]], None],
+    announce: Callable[[str, list[str]], None],
     on_second_signal: Callable[[], None],
 ) -> None:
-    """Serve CONFIG until a stop signal; ANNOUNCE gets the addresses once listening."""
+    """Serve every profile of CONFIG until a stop signal; ANNOUNCE(profile, urls) is
+    told each one's addresses once all listen (``default`` first).
+
+    One process, one upstream session (one connection pool) for all profiles; each
+    has its own app on its own site, with its own token, windows and guards.
+    """
     stop = catch_stop_signals(on_second_signal)
-    app = build_app(config)
-    server = await start_server(app, config)
+    process = build_process_state(config, clock=time.monotonic)
+    process.session = build_session(config.upstream)
+    servers: list[RunningServer] = []
     try:
+        for profile in config.all_profiles:
+            app = build_app(profile, process=process, profile_name=profile.name)
+            server = await start_server(app, profile)
+            servers.append(server)
+            process.profiles[profile.name].listen_urls[:] = server.urls
         loop_kind = (
             "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
         )
-        log.info("serving on %s (event loop: %s)", ", ".join(server.urls), loop_kind)
-        announce(server.urls)
+        for profile, server in zip(config.all_profiles, servers, strict=True):
+            name = "" if profile.name == DEFAULT_PROFILE else f"profile {profile.name}: "
+            log.info("%sserving on %s (event loop: %s)", name, ", ".join(server.urls), loop_kind)
+        for profile, server in zip(config.all_profiles, servers, strict=True):
+            announce(profile.name, server.urls)
         await stop.wait()
     finally:
-        await stop_server(server, app[HANDLERS], config.listen.shutdown_grace)
+        await stop_servers(servers, process.handlers, config.listen.shutdown_grace)
+        await process.session.close()
 
 
 def catch_stop_signals(on_second_signal: Callable[[], None]) -> asyncio.Event:
