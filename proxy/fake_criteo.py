@@ -59,6 +59,8 @@ class FakeCriteo(FakeAuthorizationServer):
     rate_limit: int | None = None
     rate_window_seconds: int = 60
     rate_clock: Callable[[], float] = time.time
+    # Calls counted per (bucket, window index), per app as Criteo counts: the demo
+    # client's buckets are "api" and "reports", another client's "<client id>/api"...
     rate_counts: dict[tuple[str, int], int] = field(default_factory=dict)
     throttled: int = 0  # 429s answered
     # Transient failures, before anything else (as a load balancer would): per path, the
@@ -103,7 +105,7 @@ class FakeCriteo(FakeAuthorizationServer):
                 "authorization-token-expired",
                 "The authorization token has expired",
             )
-        quota = self._take_quota(request.path)
+        quota = self._take_quota(request.path, self.issued_to.get(token, DEMO_CLIENT_ID))
         if quota is not None and quota["x-ratelimit-remaining"] == "-1":
             self.throttled += 1
             del quota["x-ratelimit-remaining"]
@@ -141,13 +143,15 @@ class FakeCriteo(FakeAuthorizationServer):
             response.headers["Retry-After"] = self.retry_after
         return response
 
-    def _take_quota(self, path: str) -> dict[str, str] | None:
+    def _take_quota(self, path: str, client_id: str) -> dict[str, str] | None:
         """Count this call in its window; remaining -1 means over the limit."""
         if self.rate_limit is None:
             return None
         now = self.rate_clock()
         index = int(now // self.rate_window_seconds)
         bucket = "reports" if "/statistics/" in path or "/reports" in path else "api"
+        if client_id != DEMO_CLIENT_ID:
+            bucket = f"{client_id}/{bucket}"
         used = self.rate_counts.get((bucket, index), 0)
         if used < self.rate_limit:
             self.rate_counts[(bucket, index)] = used + 1

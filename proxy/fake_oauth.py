@@ -67,12 +67,13 @@ class FakeAuthorizationServer:
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> client id
     token_requests: list[SeenTokenRequest] = field(default_factory=list)
     issued: dict[str, float] = field(default_factory=dict)  # access token -> expires at
+    issued_to: dict[str, str] = field(default_factory=dict)  # access token -> client id
 
     def revoke_tokens(self) -> None:
         """Criteo forgets every token it issued (as after a key rotation)."""
         self.issued.clear()
 
-    def issue_token(self) -> str:
+    def issue_token(self, client_id: str = DEMO_CLIENT_ID) -> str:
         now = self.clock()
         header = {"alg": "RS256", "typ": "JWT"}
         claims = {"jti": uuid.uuid4().hex, "iat": int(now), "exp": int(now + self.expires_in)}
@@ -84,6 +85,7 @@ class FakeAuthorizationServer:
             ]
         )
         self.issued[token] = now + self.expires_in
+        self.issued_to[token] = client_id
         return token
 
     async def _token(self, request: web.Request) -> web.Response:
@@ -122,7 +124,7 @@ class FakeAuthorizationServer:
             return web.json_response(_INVALID_GRANT, status=400)
         return web.json_response(
             {
-                "access_token": self.issue_token(),
+                "access_token": self.issue_token(client_id),
                 "token_type": "Bearer",
                 "refresh_token": refresh_token,
                 "expires_in": self.expires_in,

@@ -265,6 +265,14 @@ class CliServer:
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
     _drains: list[asyncio.Task[None]] = field(default_factory=list)
+    _new_line: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for_output(self, ready: Callable[[], bool], timeout: float = 10) -> None:
+        """Until READY() holds, woken by each line either stream prints."""
+        async with asyncio.timeout(timeout):
+            while not ready():
+                self._new_line.clear()
+                await self._new_line.wait()
 
     async def stop(self, timeout: float = 15) -> int:
         """SIGTERM, then wait for exit; returns the exit status."""
@@ -304,6 +312,8 @@ async def start_cli_server() -> AsyncIterator[Callable[..., Awaitable[CliServer]
         async def drain(stream: asyncio.StreamReader, lines: list[str]) -> None:
             async for line in stream:
                 lines.append(line.decode().rstrip("\n"))
+                server._new_line.set()
+            server._new_line.set()  # the end: a waiter learns that nothing more comes
 
         server._drains.append(asyncio.create_task(drain(process.stderr, server.stderr_lines)))
         servers.append(server)
