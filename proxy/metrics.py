@@ -5,7 +5,7 @@ Labels are bounded: methods outside the known set count as ``other``, never a pa
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -99,6 +99,9 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+_Labelled = TypeVar("_Labelled", Counter, Gauge)
+
+
 class ProfileMetrics:
     """One profile's children of the shared metrics, made once, not per request."""
 
@@ -106,17 +109,15 @@ class ProfileMetrics:
         self.shared = metrics
         self._label: tuple[str, ...] = (profile,) if metrics.by_profile else ()
         self._request_counters: dict[tuple[str, int], Counter] = {}
-        self.retries = metrics.retries.labels(*self._label) if self._label else metrics.retries
-        self.rate_limit_wait = (
-            metrics.rate_limit_wait.labels(*self._label) if self._label else metrics.rate_limit_wait
-        )
-        self.rate_limit_waiting = (
-            metrics.rate_limit_waiting.labels(*self._label)
-            if self._label
-            else metrics.rate_limit_waiting
-        )
+        self.retries = self._child(metrics.retries)
+        self.rate_limit_wait = self._child(metrics.rate_limit_wait)
+        self.rate_limit_waiting = self._child(metrics.rate_limit_waiting)
         self.upstream_latency = metrics.upstream_latency
         self.deprecations = metrics.deprecations
+
+    def _child(self, metric: _Labelled) -> _Labelled:
+        """METRIC's series for this profile (the metric itself without profiles)."""
+        return metric.labels(*self._label) if self._label else metric
 
     def count_request(self, method: str, status: int, bytes_in: int, bytes_out: int) -> None:
         # Keyed by the label, not the raw method: a client inventing methods must not

@@ -533,15 +533,21 @@ async def test_with_inbound_keys_the_console_needs_the_key_or_its_session_cookie
 # --- criteo-proxy status ----------------------------------------------------------------------
 
 
-async def test_status_command_prints_tables_from_the_running_proxy(
-    criteo_url: str, start_cli_server: Any, tmp_path: Any
-) -> None:
+@pytest.fixture
+async def keyed_cli_proxy(criteo_url: str, start_cli_server: Any, tmp_path: Any) -> tuple[Any, Any]:
+    """The installed proxy, with inbound key k-status-1, and its config file."""
     config = tmp_path / "proxy.yaml"
     config.write_text(
         json.dumps({"upstream": {"url": criteo_url}, "security": {"api_keys": ["k-status-1"]}})
     )
     env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
-    server = await start_cli_server("--config", str(config), "--port", "0", env=env)
+    return await start_cli_server("--config", str(config), "--port", "0", env=env), config
+
+
+async def test_status_command_prints_tables_from_the_running_proxy(
+    keyed_cli_proxy: tuple[Any, Any],
+) -> None:
+    server, config = keyed_cli_proxy
     port = server.url.rsplit(":", 1)[1]
     async with aiohttp.ClientSession(headers={"X-Proxy-Key": "k-status-1"}) as http:
         async with http.get(server.url + "/2025-10/advertisers/me?api_key=hidden") as resp:
@@ -579,14 +585,9 @@ async def test_status_command_against_nothing_is_one_line_and_exit_1() -> None:
 
 
 async def test_status_command_says_when_the_key_is_missing(
-    criteo_url: str, start_cli_server: Any, tmp_path: Any
+    keyed_cli_proxy: tuple[Any, Any],
 ) -> None:
-    config = tmp_path / "proxy.yaml"
-    config.write_text(
-        json.dumps({"upstream": {"url": criteo_url}, "security": {"api_keys": ["k-status-2"]}})
-    )
-    env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
-    server = await start_cli_server("--config", str(config), "--port", "0", env=env)
+    server, _ = keyed_cli_proxy
     result = await run_cli("status", "--url", server.url, env=clean_env())
     assert_one_line_error(result, 1, "401", "proxy_key_required")
     assert await server.stop() == 0
