@@ -626,6 +626,26 @@ async def test_filters_and_search_narrow_the_table_and_a_failed_row_gives_criteo
     await expect(page.locator(f"{ROWS}.selected")).to_have_count(0)
 
 
+
+async def test_the_curl_of_a_head_request_asks_for_the_head_and_returns(
+    tab: Tab, proxy: CliServer, criteo: FakeCriteo, http: aiohttp.ClientSession
+) -> None:
+    """`curl -X HEAD` would wait for a body that never comes (curl's own warning): --head."""
+    path = "/2025-10/echo/head"
+    async with http.head(proxy.url + path) as resp:
+        assert resp.status == 200
+
+    await open_console(tab, proxy)
+    await row_with_path(tab.page, path).click()
+    command = await tab.page.locator("#detail-curl").inner_text()
+    assert command == f"curl --head '{proxy.url}{path}'"
+
+    argv = shlex.split(command)
+    code, output = await run_curl("-s", "--max-time", "5", *argv[1:])
+    assert code == 0, (code, output)  # 28 would be the timeout of a curl waiting for a body
+    assert output.startswith("HTTP/1.1 200")
+    assert criteo.last_request.method == "HEAD"
+
 # --- 8. hidden tabs ---------------------------------------------------------------------
 
 # Counts the page's own fetches of its two documents, in the page itself: read in the

@@ -220,14 +220,15 @@ function shellQuote(value) {
 }
 
 function curlFor(r) {
+  // HEAD as --head: with -X HEAD, curl waits for the body the headers announce, forever.
+  const method = r.method === "GET" ? "" : r.method === "HEAD" ? "--head " : `-X ${r.method} `;
+  // Bodies are never kept: a request that had one needs it given again.
+  const body = ["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method) ? "" : " --data-binary @body";
   const listen = listenFor(r.profile);
   if (listen === null) {
     const socket = state.status.profiles.find((p) => p.name === r.profile).listen.slice(5);
-    return `curl --unix-socket ${shellQuote(socket)} -X ${r.method} ${shellQuote(`http://localhost${r.path}`)}`;
+    return `curl --unix-socket ${shellQuote(socket)} ${method}${shellQuote(`http://localhost${r.path}`)}${body}`;
   }
-  const method = r.method === "GET" ? "" : `-X ${r.method} `;
-  // Bodies are never kept: a request that had one needs it given again.
-  const body = ["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method) ? "" : " --data-binary @body";
   return `curl ${method}${shellQuote(listen + r.path)}${body}`;
 }
 
