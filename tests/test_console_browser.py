@@ -626,7 +626,6 @@ async def test_filters_and_search_narrow_the_table_and_a_failed_row_gives_criteo
     await expect(page.locator(f"{ROWS}.selected")).to_have_count(0)
 
 
-
 async def test_the_curl_of_a_head_request_asks_for_the_head_and_returns(
     tab: Tab, proxy: CliServer, criteo: FakeCriteo, http: aiohttp.ClientSession
 ) -> None:
@@ -645,6 +644,7 @@ async def test_the_curl_of_a_head_request_asks_for_the_head_and_returns(
     assert code == 0, (code, output)  # 28 would be the timeout of a curl waiting for a body
     assert output.startswith("HTTP/1.1 200")
     assert criteo.last_request.method == "HEAD"
+
 
 # --- 8. hidden tabs ---------------------------------------------------------------------
 
@@ -675,6 +675,10 @@ SET_VISIBILITY = """(state) => {
 # A function, not an expression: Playwright evals an expression in the page, and the
 # console's CSP (rightly) forbids eval.
 POLLED_MORE_THAN = "(count) => window.__polls.status > count"
+# A later poll of the request list has been made and answered: the earlier ones are done.
+POLLED_REQUESTS_SINCE = (
+    "(count) => window.__polls.requests > count && window.__polls.inFlight === 0"
+)
 
 
 @pytest.fixture
@@ -704,3 +708,35 @@ async def test_polling_stops_while_the_tab_is_hidden_and_resumes_when_it_is_show
     await expect(row_with_path(page, API_PATH)).to_have_count(1, timeout=LIVE_MS)
     await page.wait_for_function(POLLED_MORE_THAN, arg=at_showing["status"], timeout=5000)
     assert counted_tab.errors == []
+
+
+async def test_showing_the_tab_while_a_poll_is_in_flight_starts_no_second_poll(
+    counted_tab: Tab, proxy: CliServer, http: aiohttp.ClientSession
+) -> None:
+    """Two polls at once would both ask for ?after=N and show each new request twice."""
+    page, expect = counted_tab.page, async_api.expect
+    await open_console(counted_tab, proxy)
+    held: asyncio.Queue[Any] = asyncio.Queue()
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        held.put_nowait(route)
+        await release.wait()
+        await route.continue_()
+
+    await page.route(lambda url: URL(url).path == "/_proxy/requests", hold)
+    try:
+        async with http.get(proxy.url + API_PATH) as resp:
+            assert resp.status == 200
+        await asyncio.wait_for(held.get(), 5)  # a poll is in flight, and stays there
+
+        await page.evaluate(SET_VISIBILITY, "hidden")
+        at_showing = await page.evaluate(SET_VISIBILITY, "visible")
+        assert at_showing["inFlight"] == 1  # the poll in flight, no second one
+    finally:
+        release.set()
+
+    await expect(row_with_path(page, API_PATH)).to_have_count(1, timeout=LIVE_MS)
+    await page.wait_for_function(POLLED_REQUESTS_SINCE, arg=at_showing["requests"], timeout=5000)
+    assert await row_with_path(page, API_PATH).count() == 1
+    assert await page.evaluate("window.__polls.maxInFlight") == 1

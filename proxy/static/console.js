@@ -14,6 +14,7 @@ const state = {
   search: "",
   selected: null, // seq of the request shown in the detail panel
   timer: null,
+  polling: false, // a poll is in flight: never start a second one (both would show new rows)
   failures: 0,
 };
 
@@ -294,6 +295,7 @@ async function getJson(path) {
 async function poll() {
   state.timer = null;
   if (document.visibilityState === "hidden") return; // resumed by visibilitychange
+  state.polling = true;
   try {
     const [status, page] = await Promise.all([getJson("/_proxy/status"), getJson(`/_proxy/requests?after=${state.lastSeq}`)]);
     state.status = status;
@@ -318,6 +320,8 @@ async function poll() {
     const live = document.getElementById("live");
     live.classList.add("down");
     live.textContent = `the proxy does not answer (${error.message}); retrying`;
+  } finally {
+    state.polling = false;
   }
   schedule();
 }
@@ -356,7 +360,7 @@ function start() {
   });
   document.getElementById("copy-curl").addEventListener("click", copyCurl);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && state.timer === null) poll();
+    if (document.visibilityState === "visible" && state.timer === null && !state.polling) poll();
   });
   window.setInterval(tick, 1000);
   renderRequests();
