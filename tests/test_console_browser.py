@@ -740,3 +740,43 @@ async def test_showing_the_tab_while_a_poll_is_in_flight_starts_no_second_poll(
     await page.wait_for_function(POLLED_REQUESTS_SINCE, arg=at_showing["requests"], timeout=5000)
     assert await row_with_path(page, API_PATH).count() == 1
     assert await page.evaluate("window.__polls.maxInFlight") == 1
+
+
+async def test_a_proxy_restarted_while_the_tab_was_hidden_shows_its_own_requests_only(
+    counted_tab: Tab,
+    criteo_url: str,
+    start_cli_server: StartCliServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    """The new process counts seq from 1 again: its first requests must not be skipped as
+    already seen, and the old process's rows must go."""
+    page, expect = counted_tab.page, async_api.expect
+    before = await start_cli_server("--upstream", criteo_url, "--port", "0", env=demo_env())
+    port = URL(before.url).port
+    assert port is not None
+    old_paths = [f"/2025-10/echo/before-{n}" for n in range(3)]
+    for path in old_paths:
+        async with http.get(before.url + path) as resp:
+            assert resp.status == 200
+    await open_console(counted_tab, before)
+    await expect(page.locator(ROWS)).to_have_count(3, timeout=LIVE_MS)
+    await row_with_path(page, old_paths[0]).click()
+    # Three polls: the old process has served for two poll intervals at least, so the
+    # new one demonstrably started later; and polls of one process never look like a
+    # restart (which would close the detail).
+    await page.wait_for_function(POLLED_MORE_THAN, arg=2, timeout=5000)
+    await expect(page.locator("#detail")).to_be_visible()
+    await page.evaluate(SET_VISIBILITY, "hidden")
+
+    assert await before.stop() == 0
+    after = await start_cli_server("--upstream", criteo_url, "--port", str(port), env=demo_env())
+    assert after.url == before.url
+    new_paths = [f"/2025-10/echo/after-{n}" for n in range(4)]  # more than the old process had
+    for path in new_paths:
+        async with http.get(after.url + path) as resp:
+            assert resp.status == 200
+    await page.evaluate(SET_VISIBILITY, "visible")
+
+    paths = page.locator(f"{ROWS} td.path")
+    await expect(paths).to_have_text(list(reversed(new_paths)), timeout=LIVE_MS)
+    await expect(page.locator("#detail")).to_be_hidden()  # it showed the old process's seq 1
