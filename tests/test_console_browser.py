@@ -23,7 +23,7 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -33,6 +33,19 @@ from yarl import URL
 
 from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests.conftest import CliServer, clean_env, raw_request
+
+if TYPE_CHECKING:
+    from playwright.async_api import (
+        Browser,
+        BrowserContext,
+        ConsoleMessage,
+        Locator,
+        Page,
+        Playwright,
+        Request,
+        Response,
+        Route,
+    )
 
 # Skipped where there is no browser; CI sets CONSOLE_BROWSER_TESTS=required (.ci/run),
 # and there a missing Playwright or Chromium fails instead.
@@ -90,10 +103,10 @@ def origin_of(url: str) -> str:
 class Tab:
     """A page and what it did: every request and response, every error it logged."""
 
-    page: Any  # playwright.async_api.Page
-    requests: list[Any] = field(default_factory=list)
-    responses: list[Any] = field(default_factory=list)
-    failed: list[Any] = field(default_factory=list)
+    page: Page
+    requests: list[Request] = field(default_factory=list)
+    responses: list[Response] = field(default_factory=list)
+    failed: list[Request] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # console errors, uncaught exceptions
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -106,7 +119,7 @@ class Tab:
         page.on("pageerror", lambda e: self._note(self.errors, f"pageerror: {e}"))
         return self
 
-    def _on_console(self, message: Any) -> None:
+    def _on_console(self, message: ConsoleMessage) -> None:
         if message.type in ("error", "warning"):
             self._note(self.errors, f"console {message.type}: {message.text}")
 
@@ -123,38 +136,38 @@ class Tab:
                     return
                 await self._changed.wait()
 
-    def responses_to(self, path: str) -> list[Any]:
+    def responses_to(self, path: str) -> list[Response]:
         return [r for r in self.responses if URL(r.url).path == path]
 
 
 @pytest.fixture
-async def playwright() -> AsyncIterator[Any]:
+async def playwright() -> AsyncIterator[Playwright]:
     async with async_api.async_playwright() as driver:
         yield driver
 
 
-async def launch(playwright: Any, *extra_args: str) -> Any:
+async def launch(playwright: Playwright, *extra_args: str) -> Browser:
     return await playwright.chromium.launch(
         executable_path=CHROMIUM, args=[*BROWSER_ARGS, *extra_args]
     )
 
 
 @pytest.fixture
-async def browser(playwright: Any) -> AsyncIterator[Any]:
+async def browser(playwright: Playwright) -> AsyncIterator[Browser]:
     browser = await launch(playwright)
     yield browser
     await browser.close()
 
 
 @pytest.fixture
-async def context(browser: Any) -> AsyncIterator[Any]:
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     context = await browser.new_context()
     yield context
     await context.close()
 
 
 @pytest.fixture
-async def tab(context: Any) -> Tab:
+async def tab(context: BrowserContext) -> Tab:
     return Tab(await context.new_page()).watch()
 
 
@@ -197,7 +210,7 @@ async def history(http: aiohttp.ClientSession, proxy: CliServer) -> list[dict[st
     return records
 
 
-def row_with_path(page: Any, path: str) -> Any:
+def row_with_path(page: Page, path: str) -> Locator:
     return page.locator(ROWS, has=page.locator("td.path", has_text=path))
 
 
@@ -318,7 +331,7 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 
 async def test_page_loads_only_from_the_proxy_with_security_headers_and_no_console_errors(
-    context: Any, proxy: CliServer, http: aiohttp.ClientSession
+    context: BrowserContext, proxy: CliServer, http: aiohttp.ClientSession
 ) -> None:
     await context.add_init_script(RECORD_CSP_VIOLATIONS)
     tab = Tab(await context.new_page()).watch()
@@ -449,7 +462,7 @@ async def test_images_and_scripts_of_another_site_cannot_load_the_status_documen
 
 
 async def test_the_console_under_another_host_name_is_refused_dns_rebinding(
-    playwright: Any, proxy: CliServer
+    playwright: Playwright, proxy: CliServer
 ) -> None:
     port = URL(proxy.url).port
     browser = await launch(playwright, "--host-resolver-rules=MAP rebind.test 127.0.0.1")
@@ -462,7 +475,9 @@ async def test_the_console_under_another_host_name_is_refused_dns_rebinding(
         assert await response.header_value("X-Criteo-Proxy-Error") == "host_not_allowed"
         assert "host_not_allowed" in await tab.page.locator("body").inner_text()
         assert await tab.page.locator("#request-rows, #profiles, script").count() == 0
-        assert [r.url for r in tab.requests] == [f"http://rebind.test:{port}/_proxy/"]
+        # Nothing of the console was loaded: no script, no style, no poll.
+        assert tab.requests[0].url == f"http://rebind.test:{port}/_proxy/"
+        assert not [r.url for r in tab.requests if "/_proxy/" in r.url][1:]
     finally:
         await browser.close()
 
@@ -485,7 +500,7 @@ async def keyed_proxy(
 
 
 async def test_with_inbound_keys_the_console_takes_the_key_once_and_keeps_a_strict_cookie(
-    tab: Tab, context: Any, keyed_proxy: CliServer, http: aiohttp.ClientSession
+    tab: Tab, context: BrowserContext, keyed_proxy: CliServer, http: aiohttp.ClientSession
 ) -> None:
     page, expect, console = tab.page, async_api.expect, keyed_proxy.url + "/_proxy/"
 
@@ -500,7 +515,10 @@ async def test_with_inbound_keys_the_console_takes_the_key_once_and_keeps_a_stri
     response = await page.goto(console + f"?key={PROXY_KEY}")
     assert response is not None
     assert response.status == 200
-    redirect = await response.request.redirected_from.response()
+    first = response.request.redirected_from
+    assert first is not None
+    redirect = await first.response()
+    assert redirect is not None
     assert redirect.status == 303
     assert await redirect.header_value("Location") == "/_proxy/"
     assert page.url == console  # the key left the address bar at once
@@ -682,7 +700,7 @@ POLLED_REQUESTS_SINCE = (
 
 
 @pytest.fixture
-async def counted_tab(context: Any) -> Tab:
+async def counted_tab(context: BrowserContext) -> Tab:
     await context.add_init_script(COUNT_POLLS)
     return Tab(await context.new_page()).watch()
 
@@ -716,10 +734,10 @@ async def test_showing_the_tab_while_a_poll_is_in_flight_starts_no_second_poll(
     """Two polls at once would both ask for ?after=N and show each new request twice."""
     page, expect = counted_tab.page, async_api.expect
     await open_console(counted_tab, proxy)
-    held: asyncio.Queue[Any] = asyncio.Queue()
+    held: asyncio.Queue[Route] = asyncio.Queue()
     release = asyncio.Event()
 
-    async def hold(route: Any) -> None:
+    async def hold(route: Route) -> None:
         held.put_nowait(route)
         await release.wait()
         await route.continue_()
