@@ -52,7 +52,8 @@ async def start_demo() -> tuple[asyncio.subprocess.Process, str]:
         stdout=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
     )
-    assert process.stdout is not None
+    if process.stdout is None:  # not an assert: python -O would drop it
+        raise SystemExit("screenshot: the demo's output could not be read")
     async with asyncio.timeout(20):
         async for raw in process.stdout:
             line = raw.decode()
@@ -70,7 +71,9 @@ async def main() -> None:
     try:
         async with aiohttp.ClientSession() as http:
             for method, path in TRAFFIC:
-                async with http.request(method, url + path, json={} if method == "POST" else None) as r:
+                async with http.request(
+                    method, url + path, json={} if method == "POST" else None
+                ) as r:
                     await r.read()
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(

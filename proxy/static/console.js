@@ -4,16 +4,21 @@
 
 const POLL_MS = 1000; // at most once a second, and not at all while the tab is hidden
 const MAX_ROWS = 1000;
+// Two estimates of when the proxy started (now minus its uptime) differ by the latency of
+// two polls; one that started more than this much later is another process.
+const RESTART_SLACK_MS = 1000;
 
 const state = {
   lastSeq: 0,
   requests: [], // newest first
   status: null,
   statusAt: 0, // performance.now() when status arrived
+  startedAt: null, // performance.now() when the proxy started, by its uptime
   statusClass: "all",
   search: "",
   selected: null, // seq of the request shown in the detail panel
   timer: null,
+  polling: false, // a poll is in flight: never start a second one (both would show new rows)
   failures: 0,
 };
 
@@ -220,14 +225,15 @@ function shellQuote(value) {
 }
 
 function curlFor(r) {
+  // HEAD as --head: with -X HEAD, curl waits for the body the headers announce, forever.
+  const method = r.method === "GET" ? "" : r.method === "HEAD" ? "--head " : `-X ${r.method} `;
+  // Bodies are never kept: a request that had one needs it given again.
+  const body = ["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method) ? "" : " --data-binary @body";
   const listen = listenFor(r.profile);
   if (listen === null) {
     const socket = state.status.profiles.find((p) => p.name === r.profile).listen.slice(5);
-    return `curl --unix-socket ${shellQuote(socket)} -X ${r.method} ${shellQuote(`http://localhost${r.path}`)}`;
+    return `curl --unix-socket ${shellQuote(socket)} ${method}${shellQuote(`http://localhost${r.path}`)}${body}`;
   }
-  const method = r.method === "GET" ? "" : `-X ${r.method} `;
-  // Bodies are never kept: a request that had one needs it given again.
-  const body = ["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method) ? "" : " --data-binary @body";
   return `curl ${method}${shellQuote(listen + r.path)}${body}`;
 }
 
@@ -290,40 +296,64 @@ async function getJson(path) {
   return response.json();
 }
 
+function hasRestarted(status, now) {
+  if (status.console && status.console.last_seq < state.lastSeq) return true; // seq started again
+  if (state.startedAt === null) return false;
+  // Started later than the process seen last: another one, even if its seq has caught up
+  // (a tab hidden, or backing off, while the proxy restarted and served). The slack grows
+  // a little with the time between polls: the two clocks may drift apart.
+  const startedAt = now - status.uptime_seconds * 1000;
+  return startedAt - state.startedAt > RESTART_SLACK_MS + 0.01 * (now - state.statusAt);
+}
+
 async function poll() {
   state.timer = null;
   if (document.visibilityState === "hidden") return; // resumed by visibilitychange
+  state.polling = true;
+  let restarted = false;
   try {
     const [status, page] = await Promise.all([getJson("/_proxy/status"), getJson(`/_proxy/requests?after=${state.lastSeq}`)]);
+    const now = performance.now();
+    restarted = hasRestarted(status, now);
     state.status = status;
-    state.statusAt = performance.now();
-    if (status.console && status.console.last_seq < state.lastSeq) {
-      state.requests = []; // the proxy restarted: its sequence started again
+    state.statusAt = now;
+    state.startedAt = now - status.uptime_seconds * 1000;
+    if (restarted) {
+      // Another process: the old one's rows go, and what ?after= returned skipped the new
+      // one's first requests (its seq started again): ask it from the start, at once.
+      state.requests = [];
       state.lastSeq = 0;
+      state.selected = null;
+      document.getElementById("detail").hidden = true;
+      renderRequests();
+    } else {
+      for (const r of page.requests) {
+        state.requests.unshift(r);
+        state.lastSeq = Math.max(state.lastSeq, r.seq);
+      }
+      state.requests.length = Math.min(state.requests.length, MAX_ROWS);
+      if (page.requests.length) renderRequests();
     }
-    for (const r of page.requests) {
-      state.requests.unshift(r);
-      state.lastSeq = Math.max(state.lastSeq, r.seq);
-    }
-    state.requests.length = Math.min(state.requests.length, MAX_ROWS);
     state.failures = 0;
     const live = document.getElementById("live");
     live.classList.remove("down");
     live.textContent = `live · updated ${new Date().toLocaleTimeString()}`;
     renderStatus();
-    if (page.requests.length) renderRequests();
   } catch (error) {
     state.failures += 1;
     const live = document.getElementById("live");
     live.classList.add("down");
     live.textContent = `the proxy does not answer (${error.message}); retrying`;
+  } finally {
+    state.polling = false;
   }
-  schedule();
+  schedule(restarted);
 }
 
-function schedule() {
+function schedule(now = false) {
   if (state.timer === null && document.visibilityState !== "hidden") {
-    state.timer = window.setTimeout(poll, state.failures ? Math.min(10000, POLL_MS * 2 ** state.failures) : POLL_MS);
+    const delay = state.failures ? Math.min(10000, POLL_MS * 2 ** state.failures) : POLL_MS;
+    state.timer = window.setTimeout(poll, now ? 0 : delay);
   }
 }
 
@@ -355,7 +385,7 @@ function start() {
   });
   document.getElementById("copy-curl").addEventListener("click", copyCurl);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && state.timer === null) poll();
+    if (document.visibilityState === "visible" && state.timer === null && !state.polling) poll();
   });
   window.setInterval(tick, 1000);
   renderRequests();
