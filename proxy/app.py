@@ -14,7 +14,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .console import add_console_routes
+from .console import SECURITY_HEADERS, add_console_routes, is_console_route
 from .errors import ERROR_HEADER, ProxyError, build_error_body
 from .exchange import Exchange
 from .forward import Forwarder, ForwardSettings, is_oauth_path
@@ -137,6 +137,7 @@ def build_request_context(
     access_log_enabled = process.config.logging.access_log
     history = process.history
     keep_error_bodies = process.config.console.error_bodies
+    console_enabled = process.config.console.enabled
     # Logs say profile=<name> when profiles are configured (DESIGN 9).
     log_profile = profile.name if process.config.profiles else None
 
@@ -176,6 +177,8 @@ def build_request_context(
         except ProxyError as exc:
             log.warning("request %s: %s %s", exchange.request_id, exc.code, exc.detail)
             response = error_response(exc, exchange.request_id)
+            if console_enabled and is_console_route(request):
+                response.headers.update(SECURITY_HEADERS)
             exchange.proxy_error = exc.code
             exchange.error_body = response.body if isinstance(response.body, bytes) else None
         except asyncio.CancelledError:

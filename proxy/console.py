@@ -16,7 +16,7 @@ from typing import Final
 from aiohttp import web
 
 from .errors import ProxyError
-from .guards import CONSOLE_KEY_PARAMETER, GuardPolicy
+from .guards import CONSOLE_KEY_PARAMETER, CONSOLE_ROUTES, GuardPolicy, has_valid_proxy_key
 from .state import ProcessState, ProfileState
 from .status import build_status
 
@@ -32,6 +32,12 @@ _ASSETS: Final = {
     "favicon.svg": "image/svg+xml",
 }
 _PAGE: Final = "console.html"
+
+
+def is_console_route(request: web.Request) -> bool:
+    """Whether the console's routes answer REQUEST (its error answers carry its headers)."""
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in CONSOLE_ROUTES
 
 
 def _read_asset(name: str) -> bytes:
@@ -59,9 +65,15 @@ def add_console_routes(
     assets = {name: (_read_asset(name), kind) for name, kind in _ASSETS.items()}
 
     async def console_page(request: web.Request) -> web.Response:
-        if CONSOLE_KEY_PARAMETER in request.query and policy.api_keys:
-            # The guards let the key in once; swap it for a session cookie and drop it
-            # from the address bar (and the browser's history) at once.
+        offered = request.query.get(CONSOLE_KEY_PARAMETER)
+        if offered is not None and policy.api_keys:
+            # A good key is swapped for a session cookie and dropped from the address
+            # bar (and the browser's history) at once. A wrong one opens nothing, even
+            # for a browser that has a session already.
+            if not has_valid_proxy_key(policy, offered):
+                raise ProxyError(
+                    401, "proxy_key_required", f"?{CONSOLE_KEY_PARAMETER}= is not a valid key"
+                )
             sessions = policy.console_sessions
             response = web.Response(
                 status=303, headers={**SECURITY_HEADERS, "Location": request.path}

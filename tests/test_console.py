@@ -528,6 +528,35 @@ async def test_with_inbound_keys_the_console_needs_the_key_or_its_session_cookie
     assert forwarded.status == 401
     forged = await proxy.get("/_proxy/status", headers={"Cookie": session + "x"})
     assert forged.status == 401
+    # A session does not make any ?key= good: a wrong one is refused, and opens nothing.
+    wrong = await proxy.get(
+        "/_proxy/?key=wrong", headers={"Cookie": session}, allow_redirects=False
+    )
+    assert wrong.status == 401
+    assert "Set-Cookie" not in wrong.headers
+    keyed = await proxy.get(
+        "/_proxy/?key=wrong", headers={"X-Proxy-Key": "k-console-1"}, allow_redirects=False
+    )
+    assert keyed.status == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/_proxy/", {}, 401),
+        ("/_proxy/status", {"Sec-Fetch-Site": "cross-site"}, 403),
+        ("/_proxy/static/nothing.js", {"X-Proxy-Key": "k-console-1"}, 404),
+        ("/_proxy/requests?after=x", {"X-Proxy-Key": "k-console-1"}, 400),
+    ],
+)
+async def test_the_consoles_error_answers_carry_the_security_headers_too(
+    start_proxy: StartProxy, path: str, headers: dict[str, str], status: int
+) -> None:
+    proxy = await start_proxy(security={"api_keys": ["k-console-1"]})
+    resp = await proxy.get(path, headers=headers)
+    assert resp.status == status
+    for name, value in SECURITY_HEADERS.items():
+        assert resp.headers[name] == value
 
 
 # --- criteo-proxy status ----------------------------------------------------------------------
