@@ -57,8 +57,9 @@ def build_app(
 ) -> web.Application:
     """The app of one profile. Alone (no PROCESS), it is its own process: it makes and
     closes the upstream session; with profiles, they share PROCESS and its session."""
-    if process is None:
+    if process is None:  # alone: it listens as soon as it is served
         process = build_process_state(config, clock=clock)
+        process.listening.set()
     profile = build_profile_state(profile_name, config, process.metrics)
     process.profiles[profile_name] = profile
     policy = GuardPolicy.from_config(
@@ -114,7 +115,7 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
     # Its log lines (and the fetch it starts) are this profile's.
     context = contextvars.copy_context()
     context.run(CURRENT_PROFILE.set, profile.name)
-    warm_up = asyncio.create_task(tokens.warm_up(), context=context)
+    warm_up = asyncio.create_task(_warm_up_once_listening(process, tokens), context=context)
     try:
         yield
     finally:
@@ -125,6 +126,11 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         if owns_session:
             await session.close()
             process.session = None
+
+
+async def _warm_up_once_listening(process: ProcessState, tokens: TokenProvider) -> None:
+    await process.listening.wait()
+    await tokens.warm_up()
 
 
 def build_request_context(

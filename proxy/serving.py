@@ -53,6 +53,7 @@ async def serve(
             server = await start_server(app, profile)
             servers.append(server)
             process.profiles[profile.name].listen_urls[:] = server.urls
+        process.listening.set()
         loop_kind = (
             "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
         )

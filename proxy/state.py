@@ -45,6 +45,9 @@ class ProcessState:
     session: aiohttp.ClientSession | None = None  # shared by every profile's app
     # The tasks of the requests being served, on every profile's port: for a bounded shutdown.
     handlers: set[asyncio.Task[object]] = field(default_factory=set)
+    # Set once every profile listens: the token warm-ups wait for it, so that a start that
+    # fails (a port in use) says so in one line, after no other.
+    listening: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def build_process_state(config: Config, *, clock: Clock) -> ProcessState:

@@ -274,6 +274,11 @@ async def test_logs_and_metrics_say_which_profile(
     server, urls, _ = three_apps
     async with http.get(urls["retail"] + API) as resp:
         assert resp.status == 200
+    for _ in range(200):  # each round trip lets the warm-ups (one per app) progress
+        async with http.get(urls["ads"] + "/_proxy/status") as resp:
+            states = [p["token"]["state"] for p in (await resp.json())["profiles"]]
+        if states == ["valid"] * 3:
+            break
     async with http.get(urls["ads"] + "/_proxy/metrics") as resp:
         text = await resp.text()
     requests = {
