@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Final
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from .grants import ClientCredentialsGrant, RefreshTokenGrant
@@ -21,6 +22,21 @@ Clock = Callable[[], float]
 
 # aiohttp's client adds these when absent; a proxy must pass the client's as they are.
 _AUTO_HEADERS_TO_SKIP: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+_SKIPPED: Final[CIMultiDict[None]] = CIMultiDict((name, None) for name in _AUTO_HEADERS_TO_SKIP)
+
+
+class PassThroughRequest(aiohttp.ClientRequest):
+    """aiohttp's client request without the headers it would add on its own.
+
+    The session's skip_auto_headers does the same, but aiohttp rebuilds that
+    list for every request (sorted, into a new multidict, with a copy of all the
+    request's headers): 9 µs of a request's ~250 in tests/bench/bench.py's
+    profile. Here the list is made once; nothing is added, as with the skip list.
+    """
+
+    def update_auto_headers(self, skip_auto_headers: object) -> None:
+        # aiohttp reads this list again for the body's own headers (Content-Type).
+        self._skip_auto_headers = _SKIPPED
 
 
 def build_grant(credentials: CredentialsConfig) -> Grant:
@@ -55,6 +71,7 @@ def build_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:
         auto_decompress=False,  # compressed bodies pass through as bytes
         cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
         skip_auto_headers=_AUTO_HEADERS_TO_SKIP,
+        request_class=PassThroughRequest,
         read_bufsize=256 * 1024,  # flow-control window per upstream connection
     )
     # aiohttp silently sends an idempotent request a second time when its connection
