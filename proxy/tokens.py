@@ -108,6 +108,8 @@ class TokenProvider:
         self._clock = clock
         self._on_fetch = on_fetch  # told True / False after each token request, for metrics
         self._cache: TLRUCache[str, Token] = TLRUCache(maxsize=8, ttu=_renew_at, timer=clock)
+        # The token last taken from the cache, for the hot path (see cached_token).
+        self._current: Token | None = None
         self._inflight: asyncio.Task[Token | TokenError] | None = None
         self._last_error: TokenError | None = None
         self._failures = 0
@@ -143,7 +145,13 @@ class TokenProvider:
         )
 
     def cached_token(self) -> Token | None:
-        return self._cache.get(self._grant.cache_key)
+        # Every request asks, twice: a look at the token in hand is cheaper than the
+        # cache's own expiry bookkeeping, and says the same (valid until renew_at).
+        token = self._current
+        if token is not None and self._clock() < token.renew_at:
+            return token
+        token = self._current = self._cache.get(self._grant.cache_key)
+        return token
 
     def backoff_remaining_seconds(self) -> float:
         if self._last_error is None:
@@ -168,6 +176,8 @@ class TokenProvider:
     def invalidate(self, token: Token) -> None:
         """Drop TOKEN after a 401, unless a newer token has replaced it meanwhile."""
         key = self._grant.cache_key
+        if self._current is token:
+            self._current = None
         if self._cache.get(key) is token:
             del self._cache[key]
 
