@@ -8,18 +8,18 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from .console import SECURITY_HEADERS, add_console_routes, is_console_route
 from .errors import ERROR_HEADER, ProxyError, build_error_body
 from .exchange import Exchange
 from .forward import Forwarder, ForwardSettings, is_oauth_path
-from .guards import GuardPolicy, add_cors_headers, admit
-from .headers import REQUEST_ID_HEADER
+from .guards import GuardPolicy, admit
+from .headers import REQUEST_ID_HEADER, add_cors_headers
 from .history import build_record
 from .metrics import METRICS_CONTENT_TYPE
 from .observability import CURRENT_PROFILE, log_access, pick_request_id
@@ -65,9 +65,8 @@ def build_app(
     policy = GuardPolicy.from_config(
         config.security, console_cookie=f"criteo_proxy_console_{profile_name}"
     )
-    context = build_request_context(policy, process, profile)
-    app = web.Application(middlewares=[context])
-    app.on_response_prepare.append(cors_on_prepare)
+    serving = build_request_context(policy, process, profile)
+    app = web.Application()
     app[PROCESS] = process
     app[PROFILE] = profile
     app[HANDLERS] = process.handlers
@@ -75,13 +74,21 @@ def build_app(
     # Expect is answered by us after the guards, on every route (aiohttp would answer
     # 100 Continue, or 417, before any middleware runs).
     router = app.router
-    router.add_get("/_proxy/health", health, expect_handler=defer_expect)
-    router.add_get("/_proxy/ready", ready, expect_handler=defer_expect)
-    router.add_get("/_proxy/metrics", metrics_endpoint, expect_handler=defer_expect)
+
+    def add_route(method: str, path: str, handler: Handler) -> None:
+        wrapped = serving(ignoring_exchange(handler))
+        if method == "GET":  # and HEAD, as aiohttp's add_get does
+            router.add_get(path, wrapped, expect_handler=defer_expect)
+        else:
+            router.add_route(method, path, wrapped, expect_handler=defer_expect)
+
+    add_route("GET", "/_proxy/health", health)
+    add_route("GET", "/_proxy/ready", ready)
+    add_route("GET", "/_proxy/metrics", metrics_endpoint)
     if process.config.console.enabled:
-        add_console_routes(router, process, profile, policy, expect_handler=defer_expect)
-    router.add_route("*", "/_proxy/{tail:.*}", reserved_not_found, expect_handler=defer_expect)
-    router.add_route("*", "/{tail:.*}", forward_request, expect_handler=defer_expect)
+        add_console_routes(add_route, process, profile, policy)
+    add_route("*", "/_proxy/{tail:.*}", reserved_not_found)
+    router.add_route("*", "/{tail:.*}", serving(forward_request), expect_handler=defer_expect)
     return app
 
 
@@ -133,11 +140,19 @@ async def _warm_up_once_listening(process: ProcessState, tokens: TokenProvider) 
     await tokens.warm_up()
 
 
+Responder = Callable[[web.Request, Exchange], Awaitable[web.StreamResponse]]
+
+
 def build_request_context(
     policy: GuardPolicy, process: ProcessState, profile: ProfileState
-) -> Middleware:
-    """The one middleware: request id, the guards, the error envelope, metrics, the access
-    line and the console's record."""
+) -> Callable[[Responder], Handler]:
+    """What every route's handler is wrapped in: request id, the guards, the error
+    envelope, CORS, metrics, the access line and the console's record.
+
+    A wrapper of each handler, not a middleware and an on_response_prepare signal:
+    those cost every request two more trips through the await chain and a signal
+    dispatch (issue 15's profile).
+    """
     handlers = process.handlers
     metrics = profile.metrics
     access_log_enabled = process.config.logging.access_log
@@ -167,47 +182,58 @@ def build_request_context(
                 )
             )
 
-    @web.middleware
-    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-        exchange = Exchange(
-            pick_request_id(request.headers.get(REQUEST_ID_HEADER)), time.perf_counter()
-        )
-        request[EXCHANGE] = exchange
-        if log_profile is not None:
-            CURRENT_PROFILE.set(log_profile)  # this request's task only
-        task = asyncio.current_task()
-        if task is not None:
-            handlers.add(task)
-        try:
-            response = admit(policy, request, exchange) or await handler(request)
-        except ProxyError as exc:
-            log.warning("request %s: %s %s", exchange.request_id, exc.code, exc.detail)
-            response = error_response(exc, exchange.request_id)
-            if console_enabled and is_console_route(request):
-                response.headers.update(SECURITY_HEADERS)
-            exchange.proxy_error = exc.code
-            exchange.error_body = response.body if isinstance(response.body, bytes) else None
-        except asyncio.CancelledError:
-            # The client left, or shutdown_grace ran out: still one access line (499,
-            # nginx's "client closed request"), then let the cancellation go on.
-            log.info("request %s: cancelled before its answer was complete", exchange.request_id)
-            finish(request, exchange, 499)
-            raise
-        finally:
-            handlers.discard(task)
-        status = response.status
-        if response.prepared:  # streamed: the whole answer has been written
-            if exchange.aborted:
-                status = 502  # the client saw a broken transfer: count and log it as one
-        else:
-            response.headers[REQUEST_ID_HEADER] = exchange.request_id
-            body = response.body if isinstance(response, web.Response) else None
-            exchange.bytes_out = len(body) if isinstance(body, bytes) else 0
-        metrics.count_request(request.method, status, exchange.bytes_in, exchange.bytes_out)
-        finish(request, exchange, status)
-        return response
+    def serving(respond: Responder) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            exchange = Exchange(
+                pick_request_id(request.headers.get(REQUEST_ID_HEADER)), time.perf_counter()
+            )
+            request[EXCHANGE] = exchange
+            if log_profile is not None:
+                CURRENT_PROFILE.set(log_profile)  # this request's task only
+            task = asyncio.current_task()
+            if task is not None:
+                handlers.add(task)
+            try:
+                response = admit(policy, request, exchange) or await respond(request, exchange)
+            except ProxyError as exc:
+                log.warning("request %s: %s %s", exchange.request_id, exc.code, exc.detail)
+                response = error_response(exc, exchange.request_id)
+                if console_enabled and is_console_route(request):
+                    response.headers.update(SECURITY_HEADERS)
+                exchange.proxy_error = exc.code
+                exchange.error_body = response.body if isinstance(response.body, bytes) else None
+            except web.HTTPException as exc:  # aiohttp's own answer (417 to an Expect)
+                if exchange.cors_origin is not None:
+                    add_cors_headers(exchange.cors_origin, exc.headers)
+                raise
+            except asyncio.CancelledError:
+                # The client left, or shutdown_grace ran out: still one access line (499,
+                # nginx's "client closed request"), then let the cancellation go on.
+                log.info(
+                    "request %s: cancelled before its answer was complete", exchange.request_id
+                )
+                finish(request, exchange, 499)
+                raise
+            finally:
+                handlers.discard(task)
+            status = response.status
+            if response.prepared:  # streamed (CORS headers set before): the answer is out
+                if exchange.aborted:
+                    status = 502  # the client saw a broken transfer: count and log it as one
+            else:
+                response_headers = response.headers
+                response_headers[REQUEST_ID_HEADER] = exchange.request_id
+                if exchange.cors_origin is not None:
+                    add_cors_headers(exchange.cors_origin, response_headers)
+                body = response.body if isinstance(response, web.Response) else None
+                exchange.bytes_out = len(body) if isinstance(body, bytes) else 0
+            metrics.count_request(request.method, status, exchange.bytes_in, exchange.bytes_out)
+            finish(request, exchange, status)
+            return response
 
-    return request_context
+        return handler
+
+    return serving
 
 
 def error_response(error: ProxyError, request_id: str) -> web.Response:
@@ -233,18 +259,22 @@ def _log_access(request: web.Request, exchange: Exchange, status: int, profile: 
     )
 
 
-async def cors_on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    exchange = request.get(EXCHANGE)
-    if exchange is not None and exchange.cors_origin is not None:
-        add_cors_headers(exchange.cors_origin, response)
-
-
 async def defer_expect(request: web.Request) -> None:
     """Answer nothing yet: the forwarder answers ``Expect`` once the guards admitted it."""
 
 
-async def forward_request(request: web.Request) -> web.StreamResponse:
-    return await request.app[FORWARDER].handle(request, request[EXCHANGE])
+def forward_request(request: web.Request, exchange: Exchange) -> Awaitable[web.StreamResponse]:
+    # Not a coroutine of its own: the forwarder's is awaited by the wrapper directly.
+    return request.app[FORWARDER].handle(request, exchange)
+
+
+def ignoring_exchange(handler: Handler) -> Responder:
+    """A route's handler that needs only the request (the reserved ones)."""
+
+    def respond(request: web.Request, _exchange: Exchange) -> Awaitable[web.StreamResponse]:
+        return handler(request)
+
+    return respond
 
 
 async def health(request: web.Request) -> web.Response:

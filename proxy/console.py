@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .errors import ProxyError
 from .guards import CONSOLE_KEY_PARAMETER, CONSOLE_ROUTES, GuardPolicy, has_valid_proxy_key
@@ -53,14 +54,12 @@ def _json(document: object) -> web.Response:
 
 
 def add_console_routes(
-    router: web.UrlDispatcher,
+    add_route: Callable[[str, str, Handler], None],
     process: ProcessState,
     profile: ProfileState,
     policy: GuardPolicy,
-    *,
-    expect_handler: Callable[[web.Request], object],
 ) -> None:
-    """The console's routes, before the catch-all /_proxy/ 404."""
+    """The console's routes, before the catch-all /_proxy/ 404 (ADD_ROUTE wraps each)."""
     page = _read_asset(_PAGE)
     assets = {name: (_read_asset(name), kind) for name, kind in _ASSETS.items()}
 
@@ -107,10 +106,10 @@ def add_console_routes(
         return _json({"requests": [record.to_json() for record in records]})
 
     for path in ("/_proxy/", "/_proxy/console"):
-        router.add_get(path, console_page, expect_handler=expect_handler)
-    router.add_get("/_proxy/static/{name}", asset, expect_handler=expect_handler)
-    router.add_get("/_proxy/status", status, expect_handler=expect_handler)
-    router.add_get("/_proxy/requests", requests, expect_handler=expect_handler)
+        add_route("GET", path, console_page)
+    add_route("GET", "/_proxy/static/{name}", asset)
+    add_route("GET", "/_proxy/status", status)
+    add_route("GET", "/_proxy/requests", requests)
 
 
 def _whole_number(request: web.Request, name: str, default: int) -> int:

@@ -1,6 +1,6 @@
 """Criteo's answer on its way to the client.
 
-A small body of known length is read whole and sent in one write (and a failure
+A small body of known length (SMALL_BODY_BYTES) is read whole and sent in one write (and a failure
 there is still an honest 502 / 504); anything else is streamed chunk by chunk,
 never held in memory, and a failure after the status line aborts the client's
 connection: a broken transfer, never a clean short body. A JSON error answer
@@ -22,13 +22,11 @@ from multidict import CIMultiDict
 
 from .errors import describe, upstream_errors
 from .exchange import Exchange
-from .headers import build_downstream_headers
-from .request_body import STREAM_CHUNK_BYTES
+from .headers import add_cors_headers, build_downstream_headers
+from .request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
 
 log = logging.getLogger("criteo_proxy.forward")
 
-# Bodies of known length up to this size are read whole and sent in one write.
-SMALL_BODY_BYTES: Final = 64 * 1024
 # Error bodies up to this size (inflated) are kept for the console and searched for trace ids.
 ERROR_BODY_BYTES: Final = 8 * 1024
 _INFLATE_WBITS: Final = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
@@ -65,6 +63,8 @@ async def _stream(
     """Copy a large or open-ended body chunk by chunk: never all of it in memory."""
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(headers)
+    if exchange.cors_origin is not None:  # set after the handler would be too late here
+        add_cors_headers(exchange.cors_origin, response.headers)
     await response.prepare(request)
     # The start of a JSON error answer, kept while it is small enough to note.
     error_head: list[bytes] | None = [] if is_json_error(upstream) else None

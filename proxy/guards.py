@@ -22,7 +22,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from .addresses import parse_host, parse_origin
-from .errors import ERROR_HEADER, ProxyError
+from .errors import ProxyError
 from .exchange import Exchange
 from .schema import SecurityConfig
 
@@ -38,13 +38,13 @@ CONSOLE_ROUTES: Final = CONSOLE_PAGES | {
 }
 CONSOLE_KEY_PARAMETER: Final = "key"
 _MAX_CONSOLE_SESSIONS: Final = 64
+_MAX_HOST_VERDICTS: Final = 64
 READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Paths that read differently along the way (here, at gateways, at Criteo): encoded
 # dots, slashes, backslashes and percent signs (decoded twice, %2573 is an 's'), dot
 # segments, empty segments (servers may collapse //) and ;path parameters.
 _AMBIGUOUS_PATH: Final = re.compile(r"%2e|%2f|%5c|%25|\\|/\.\.?(?:/|$)|//|;", re.IGNORECASE)
 _SAFE_FETCH_SITES: Final = frozenset({"", "none", "same-origin"})
-_EXPOSED_HEADERS: Final = f"X-Request-Id, {ERROR_HEADER}"
 
 
 class ConsoleSessions:
@@ -89,6 +89,8 @@ class GuardPolicy:
     console_sessions: ConsoleSessions = field(
         default_factory=lambda: ConsoleSessions("criteo_proxy_console"), repr=False
     )
+    # Host header -> allowed?, so that a tool's one Host is parsed once, not per request.
+    host_verdicts: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_config(
@@ -110,6 +112,17 @@ class GuardPolicy:
 
 
 def is_host_allowed(policy: GuardPolicy, host_header: str) -> bool:
+    verdicts = policy.host_verdicts
+    verdict = verdicts.get(host_header)
+    if verdict is None:
+        verdict = _judge_host(policy, host_header)
+        if len(verdicts) >= _MAX_HOST_VERDICTS:  # Host is the client's to invent: bounded
+            verdicts.clear()
+        verdicts[host_header] = verdict
+    return verdict
+
+
+def _judge_host(policy: GuardPolicy, host_header: str) -> bool:
     parsed = parse_host(host_header)
     if parsed is None:
         return False
@@ -327,10 +340,3 @@ def admit(policy: GuardPolicy, request: web.Request, exchange: Exchange) -> web.
         reserved=exchange.reserved,
     )
     return None
-
-
-def add_cors_headers(origin: str, response: web.StreamResponse) -> None:
-    """Allowed origins get CORS headers on every answer, errors included."""
-    response.headers["Access-Control-Allow-Origin"] = origin
-    response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
-    response.headers.add("Vary", "Origin")

@@ -11,6 +11,8 @@ from typing import Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .errors import ERROR_HEADER
+
 HOP_BY_HOP: Final = frozenset(
     {
         "connection",
@@ -32,31 +34,39 @@ _REQUEST_ONLY: Final = frozenset(
 _DROPPED_UPSTREAM: Final = HOP_BY_HOP | _REQUEST_ONLY
 _DROPPED_UPSTREAM_OAUTH: Final = _DROPPED_UPSTREAM - {"authorization"}
 REQUEST_ID_HEADER: Final = "X-Request-Id"
+_EXPOSED_HEADERS: Final = f"{REQUEST_ID_HEADER}, {ERROR_HEADER}"
 
 
-def connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
-    """Header names that a ``Connection`` header declares hop-by-hop."""
-    return {
-        name.strip().lower()
-        for value in headers.getall("Connection", ())
-        for name in value.split(",")
-        if name.strip()
-    }
+def _dropped_by(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], base: frozenset[str], *, spare: str = ""
+) -> frozenset[str]:
+    """BASE, and the names a ``Connection`` header declares hop-by-hop (but SPARE).
+
+    Most messages carry no Connection header, or one naming only what BASE has
+    already (``keep-alive``): they get BASE itself, with no new set.
+    """
+    values = headers.getall("Connection", ())
+    if not values:
+        return base
+    listed = {name.strip().lower() for value in values for name in value.split(",")}
+    listed -= base
+    listed.discard("")
+    listed.discard(spare)
+    return base | listed if listed else base
 
 
 def build_upstream_headers(
     incoming: CIMultiDictProxy[str] | CIMultiDict[str], *, token: str | None, request_id: str
 ) -> CIMultiDict[str]:
-    """The client's headers as Criteo should see them.
+    """The client's headers as Criteo should see them, in one pass over them.
 
     With a token, the client's own Authorization is replaced by it; without
     (``/oauth2/...``), the client's Authorization passes untouched.
     """
-    dropped = _DROPPED_UPSTREAM if token is not None else _DROPPED_UPSTREAM_OAUTH
-    listed = connection_listed(incoming)
-    if listed:
-        dropped = dropped | (listed - {"authorization"})
-    headers = CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in dropped)
+    base = _DROPPED_UPSTREAM if token is not None else _DROPPED_UPSTREAM_OAUTH
+    # Authorization is ours to set, or the client's own for /oauth2/: never dropped here.
+    dropped = _dropped_by(incoming, base, spare="authorization")
+    headers = CIMultiDict([(k, v) for k, v in incoming.items() if k.lower() not in dropped])
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     headers[REQUEST_ID_HEADER] = request_id
@@ -66,9 +76,15 @@ def build_upstream_headers(
 def build_downstream_headers(
     upstream: CIMultiDictProxy[str], *, request_id: str
 ) -> CIMultiDict[str]:
-    """Criteo's response headers as the client should see them."""
-    listed = connection_listed(upstream)
-    dropped = HOP_BY_HOP | listed if listed else HOP_BY_HOP
-    headers = CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in dropped)
+    """Criteo's response headers as the client should see them, in one pass over them."""
+    dropped = _dropped_by(upstream, HOP_BY_HOP)
+    headers = CIMultiDict([(k, v) for k, v in upstream.items() if k.lower() not in dropped])
     headers[REQUEST_ID_HEADER] = request_id
     return headers
+
+
+def add_cors_headers(origin: str, headers: CIMultiDict[str]) -> None:
+    """An allowed browser origin's CORS headers, on every answer (errors included)."""
+    headers["Access-Control-Allow-Origin"] = origin
+    headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
+    headers.add("Vary", "Origin")

@@ -36,14 +36,16 @@ class RunningServer:
 
 
 class ProxyRunner(web.AppRunner):
-    """An AppRunner whose requests survive a host name that yarl cannot decode.
+    """An AppRunner whose every request reaches the app's handlers (and its guards).
 
-    aiohttp 3.14 decodes the host of an absolute-form target (``GET
-    http://xn--a.example HTTP/1.1``) while making the request object; bad
-    punycode raises there, outside any handler, and kills the connection's
-    task without an answer: the client hangs. Such a request is made with a
-    placeholder URL instead; its raw target is kept, and the guards refuse it
-    (400 absolute_uri_not_allowed) like any target that is not the proxy itself.
+    Two kinds of request target would not: aiohttp 3.14 decodes the host of an
+    absolute-form target (``GET http://xn--a.example HTTP/1.1``) while making the
+    request object, and bad punycode raises there, outside any handler, killing the
+    connection's task without an answer (the client hangs); and a target whose path
+    does not start with ``/`` (``GET evil.example:80``, ``OPTIONS *``) matches no
+    route, so aiohttp's own 404 answers it. Such a request is made with a
+    placeholder URL instead; its raw target is kept, and the guards refuse it (400
+    absolute_uri_not_allowed) like any target that is not the proxy itself.
     """
 
     __slots__ = ()
@@ -59,11 +61,15 @@ class ProxyRunner(web.AppRunner):
             writer: AbstractStreamWriter,
             task: asyncio.Task[None],
         ) -> BaseRequest:
-            try:
+            if message.path.startswith("/"):  # origin-form: nearly every request
                 return make_request(message, payload, protocol, writer, task)
+            try:
+                if message.url.relative().raw_path.startswith("/"):  # what the router sees
+                    return make_request(message, payload, protocol, writer, task)
             except ValueError:  # UnicodeError from the IDNA codec is a ValueError
-                placeholder = message._replace(url=URL.build(path="/", encoded=True))
-                return make_request(placeholder, payload, protocol, writer, task)
+                pass
+            placeholder = message._replace(url=URL.build(path="/", encoded=True))
+            return make_request(placeholder, payload, protocol, writer, task)
 
         server.request_factory = make_request_tolerantly
         return server
