@@ -9,8 +9,6 @@ Pure: the one function that makes the HTTP answer lives with the server side
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Final, Literal
 
 import aiohttp
@@ -118,23 +116,41 @@ def classify(exc: BaseException) -> str:
     return "other"
 
 
-@contextmanager
-def upstream_errors(url: URL, timeout: str) -> Iterator[None]:
+class upstream_errors:  # lower case: used as a context manager, named as one
     """Turn the upstream leg's failures into the proxy's 502 / 504 (before any byte is sent).
 
     TIMEOUT names the limit that applies, e.g. ``upstream.response_timeout (120 s)``.
+    A class rather than @contextmanager: it is entered on every request, and a
+    generator-based one costs a generator and its frames each time.
     """
-    try:
-        yield
-    except aiohttp.ConnectionTimeoutError as exc:  # a TimeoutError, but a failure to connect
-        raise UpstreamFailure(
-            502, "upstream_unavailable", f"{url.host}: {describe(exc)}", kind="connect"
-        ) from exc
-    except TimeoutError as exc:
-        raise UpstreamFailure(
-            504, "upstream_timeout", f"{url.host} did not answer within {timeout}", kind="timeout"
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamFailure(
-            502, "upstream_unavailable", f"{url.host}: {describe(exc)}", kind=classify(exc)
-        ) from exc
+
+    __slots__ = ("_timeout", "_url")
+
+    def __init__(self, url: URL, timeout: str) -> None:
+        self._url = url
+        self._timeout = timeout
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        if exc is None:
+            return
+        url = self._url
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):  # a TimeoutError, but to connect
+            raise UpstreamFailure(
+                502, "upstream_unavailable", f"{url.host}: {describe(exc)}", kind="connect"
+            ) from exc
+        if isinstance(exc, TimeoutError):
+            raise UpstreamFailure(
+                504,
+                "upstream_timeout",
+                f"{url.host} did not answer within {self._timeout}",
+                kind="timeout",
+            ) from exc
+        if isinstance(exc, aiohttp.ClientError):
+            raise UpstreamFailure(
+                502, "upstream_unavailable", f"{url.host}: {describe(exc)}", kind=classify(exc)
+            ) from exc

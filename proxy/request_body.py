@@ -16,6 +16,8 @@ from aiohttp import web
 from .errors import ProxyError
 
 STREAM_CHUNK_BYTES: Final = 1024 * 1024
+# A body of known length up to this size is read (or sent back) in one call.
+SMALL_BODY_BYTES: Final = 64 * 1024
 
 
 class RequestBody:
@@ -47,15 +49,25 @@ class RequestBody:
         max_body_bytes: int | None,
         idle_timeout_seconds: float,
     ) -> RequestBody:
-        """Buffer up to RETRY_LIMIT_BYTES; the client may pause IDLE_TIMEOUT_SECONDS at most."""
+        """Buffer up to RETRY_LIMIT_BYTES; the client may pause IDLE_TIMEOUT_SECONDS at most
+        (a small body of known length must arrive whole within it)."""
         if not request.body_exists:
-            return cls(None, [], complete=True, max_body_bytes=max_body_bytes)
+            return NO_BODY
         declared = request.content_length
         if max_body_bytes is not None and declared is not None and declared > max_body_bytes:
             raise body_too_large(max_body_bytes)
         await send_continue_if_expected(request)
         if declared is not None and declared > retry_limit_bytes:
             return cls(request.content, [], complete=False, max_body_bytes=max_body_bytes)
+        if declared is not None and declared <= SMALL_BODY_BYTES:
+            try:
+                async with asyncio.timeout(idle_timeout_seconds):
+                    whole = await request.content.readexactly(declared)
+            except TimeoutError:
+                raise body_timeout(idle_timeout_seconds) from None
+            except asyncio.IncompleteReadError as exc:  # the client stopped short: as it sent
+                whole = exc.partial
+            return cls(None, [whole], complete=True, max_body_bytes=max_body_bytes)
         chunks: list[bytes] = []
         size = 0
         while size <= retry_limit_bytes:
@@ -107,6 +119,10 @@ class RequestBody:
                 on_progress()
                 yield chunk
         on_progress()
+
+
+# Every bodiless request (most GETs): nothing about it ever changes.
+NO_BODY: Final = RequestBody(None, [], complete=True, max_body_bytes=None)
 
 
 async def send_continue_if_expected(request: web.Request) -> None:
