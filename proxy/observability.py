@@ -216,9 +216,9 @@ def configure_logging(level: LogLevel, log_format: LogFormat, *, profiles: bool 
 
 def redact_query(path_and_query: str) -> str:
     """The path with query values whose key looks secret replaced by ``***``."""
-    path, sep, query = path_and_query.partition("?")
-    if not sep:
-        return path
+    if "?" not in path_and_query:  # most paths: one scan, no new string
+        return path_and_query
+    path, _sep, query = path_and_query.partition("?")
     parts = []
     for pair in query.split("&"):
         key, eq, _value = pair.partition("=")
@@ -250,7 +250,12 @@ def log_access(
         f"upstream={'-' if upstream_ms is None else f'{upstream_ms}ms'} "
         f"retried={retried or 'no'} id={request_id}"
     )
-    fields = {
+    if profile is not None:
+        message += f" profile={profile}"
+    if sink is not None and not sink.json:  # a text line needs the message only
+        sink.write(message, None)
+        return
+    fields: dict[str, object] = {
         "method": method,
         "path": path,
         "status": status,
@@ -262,7 +267,6 @@ def log_access(
         "request_id": request_id,
     }
     if profile is not None:
-        message += f" profile={profile}"
         fields["profile"] = profile
     if sink is not None:
         sink.write(message, fields)
@@ -280,12 +284,13 @@ class AccessLogSink:
 
     def __init__(self, handler: BatchingStreamHandler, log_format: LogFormat) -> None:
         self._handler = handler
-        self._json = log_format == "json"
+        self.json = log_format == "json"
 
-    def write(self, message: str, fields: dict[str, object]) -> None:
+    def write(self, message: str, fields: dict[str, object] | None) -> None:
+        """FIELDS: the line's fields, for JSON lines (text lines have the message only)."""
         now = time.time()
-        if self._json:
-            line = build_json_line(now, "info", access_log.name, message, fields)
+        if self.json:
+            line = build_json_line(now, "info", access_log.name, message, fields or {})
         else:
             line = build_text_line(now, "INFO", access_log.name, message)
         self._handler.write_line(line)
