@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import collections
 import time
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from .exchange import Exchange, RetryReason
 from .observability import redact_query
@@ -21,8 +20,10 @@ MAX_HISTORY_BYTES: Final = 8 * 1024 * 1024
 _RECORD_OVERHEAD_BYTES: Final = 400  # the fixed fields of one record, roughly
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RequestRecord:
+class RequestRecord(NamedTuple):
+    """One request as the console shows it. A named tuple: one is made per request, and
+    a frozen dataclass's __init__ costs several times more (issue 15's profile)."""
+
     seq: int
     time: float  # epoch seconds
     profile: str
