@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -22,7 +23,7 @@ from .exchange import Exchange
 from .headers import build_upstream_headers
 from .metrics import ProfileMetrics
 from .pacing import Pacer, RateLimited, Window
-from .request_body import RequestBody, body_timeout, body_too_large
+from .request_body import NO_BODY, RequestBody, body_timeout, body_too_large
 from .retries import Failure, TransientPolicy, failure_reason, retry_delay
 from .tokens import Token, TokenProvider
 from .versions import ApiVersions
@@ -52,6 +53,12 @@ def is_oauth_path(path_and_query: str) -> bool:
     """``/oauth2/...`` goes upstream as the client sent it, without the proxy's token."""
     path = path_and_query.split("?", 1)[0]
     return path == "/oauth2" or path.startswith(_OAUTH_PREFIX)
+
+
+def _restarter(deadline: asyncio.Timeout, seconds: float) -> Callable[[], None]:
+    """What moves DEADLINE SECONDS ahead, each time a body chunk has been handed over."""
+    loop = asyncio.get_running_loop()
+    return lambda: deadline.reschedule(loop.time() + seconds)
 
 
 @dataclass(slots=True)
@@ -91,14 +98,23 @@ class Forwarder:
         path_and_query = exchange.target
         settings = self._settings
         url = build_upstream_url(settings.upstream_url, path_and_query)
-        body = await RequestBody.read(
-            request,
-            retry_limit_bytes=settings.retry_body_limit_bytes,
-            max_body_bytes=settings.max_body_bytes,
-            idle_timeout_seconds=settings.response_timeout_seconds,
+        body = (
+            await RequestBody.read(
+                request,
+                retry_limit_bytes=settings.retry_body_limit_bytes,
+                max_body_bytes=settings.max_body_bytes,
+                idle_timeout_seconds=settings.response_timeout_seconds,
+            )
+            if request.body_exists
+            else NO_BODY
         )
         # /oauth2/... goes as the client sent it: no token, so no 401 or 429 rule either.
-        token = None if is_oauth_path(path_and_query) else await self._tokens.get_token()
+        tokens = self._tokens
+        token = (
+            None
+            if is_oauth_path(path_and_query)
+            else tokens.cached_token() or await tokens.get_token()
+        )
         replayed_401 = replayed_429 = False
         transient = TransientTries()
         while True:
@@ -245,17 +261,12 @@ class Forwarder:
                 # response_timeout counts from the last body chunk handed over: a large
                 # upload takes as long as it needs while it moves, then Criteo has the
                 # full time to answer; a stall at any point is bounded.
-                loop = asyncio.get_running_loop()
                 async with asyncio.timeout(timeout_seconds) as deadline:
-
-                    def restart_deadline() -> None:
-                        deadline.reschedule(loop.time() + timeout_seconds)
-
                     response = await self._session.request(
                         request.method,
                         url,
                         headers=headers,
-                        data=body.payload(on_progress=restart_deadline),
+                        data=body.payload(on_progress=_restarter(deadline, timeout_seconds)),
                         allow_redirects=False,  # a 3xx is the client's to follow
                         proxy=self._settings.http_proxy,
                     )
