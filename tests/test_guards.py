@@ -48,6 +48,19 @@ def assert_proxy_error(body: dict[str, Any], code: str) -> None:
 # --- Host allow-list (DNS rebinding) ----------------------------------------------------
 
 
+def test_host_verdicts_are_remembered_within_a_bound_and_stay_right() -> None:
+    """Each Host is parsed once; a client inventing Hosts cannot grow the memory of them."""
+    guard = policy(allowed_hosts=["localhost"])
+    assert is_host_allowed(guard, "localhost:8080")
+    for n in range(500):
+        assert not is_host_allowed(guard, f"evil{n}.example")
+    assert len(guard.host_verdicts) <= 64
+    assert is_host_allowed(guard, "localhost:8080")
+    assert is_host_allowed(guard, "LOCALHOST")
+    assert not is_host_allowed(guard, "evil1.example")
+    assert not is_host_allowed(guard, "xn--a.example")  # undecodable: refused, not raised
+
+
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "localhost.evil.example"])
 async def test_foreign_host_header_is_refused_before_anything_is_forwarded(
     proxy: TestClient[Any, Any], criteo: FakeCriteo, host: str
@@ -230,6 +243,26 @@ async def test_allowed_origin_gets_cors_headers_on_answers_and_errors(
     assert refused.status == 405
     assert refused.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "X-Criteo-Proxy-Error" in refused.headers["Access-Control-Expose-Headers"]
+
+
+async def test_a_streamed_answer_carries_the_cors_headers_too(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    """Answers over 64 KiB are streamed, their headers sent before the handler returns."""
+    big = b"x" * (300 * 1024)
+
+    async def report(request: web.Request) -> web.Response:
+        return web.Response(body=big, content_type="text/csv")
+
+    criteo.handlers["/2025-10/report.csv"] = report
+    proxy = await start_proxy(security={"allowed_origins": ["http://localhost:3000"]})
+    origin = {"Origin": "http://localhost:3000", "Sec-Fetch-Site": "same-site"}
+    resp = await proxy.get("/2025-10/report.csv", headers=origin)
+    assert resp.status == 200
+    assert await resp.read() == big
+    assert resp.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "X-Request-Id" in resp.headers["Access-Control-Expose-Headers"]
+    assert resp.headers.getall("Vary") == ["Origin"]
 
 
 async def test_preflight_of_an_allowed_origin_is_answered_by_the_proxy_without_a_key(
