@@ -9,11 +9,8 @@ path rules. They apply to every path, ``/_proxy/*`` included, except that
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import hmac
 import re
-import secrets
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -22,6 +19,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from .addresses import parse_host, parse_origin
+from .console_sessions import ConsoleSessions
 from .errors import ProxyError
 from .exchange import Exchange
 from .schema import SecurityConfig
@@ -37,7 +35,6 @@ CONSOLE_ROUTES: Final = CONSOLE_PAGES | {
     "/_proxy/static/{name}",
 }
 CONSOLE_KEY_PARAMETER: Final = "key"
-_MAX_CONSOLE_SESSIONS: Final = 64
 _MAX_HOST_VERDICTS: Final = 64
 READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Paths that read differently along the way (here, at gateways, at Criteo): encoded
@@ -45,35 +42,6 @@ READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # segments, empty segments (servers may collapse //) and ;path parameters.
 _AMBIGUOUS_PATH: Final = re.compile(r"%2e|%2f|%5c|%25|\\|/\.\.?(?:/|$)|//|;", re.IGNORECASE)
 _SAFE_FETCH_SITES: Final = frozenset({"", "none", "same-origin"})
-
-
-class ConsoleSessions:
-    """Browser sessions of the console, for when inbound keys are set.
-
-    A browser cannot send X-Proxy-Key on a page load: it brings the key once,
-    ``/_proxy/?key=...``, and gets an HttpOnly, SameSite=Strict cookie of ours
-    for the console's paths (a random session id, never the key). Memory only:
-    a restart logs everyone out.
-    """
-
-    def __init__(self, cookie_name: str) -> None:
-        self.cookie_name = cookie_name
-        self._open: collections.OrderedDict[bytes, None] = collections.OrderedDict()
-
-    def open(self) -> str:
-        session = secrets.token_urlsafe(32)
-        self._open[_digest(session)] = None
-        while len(self._open) > _MAX_CONSOLE_SESSIONS:
-            self._open.popitem(last=False)
-        return session
-
-    def is_open(self, session: str | None) -> bool:
-        # A digest as the dict key: looking it up tells nothing about a valid id's bytes.
-        return bool(session) and _digest(session or "") in self._open
-
-
-def _digest(session: str) -> bytes:
-    return hashlib.sha256(session.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,9 +200,12 @@ def has_console_access(policy: GuardPolicy, request: web.Request, route_path: st
 
 
 def check_method_and_path(
-    policy: GuardPolicy, method: str, path: str, raw_path: str, *, reserved: bool
+    policy: GuardPolicy, method: str, path: str, target: str, *, reserved: bool
 ) -> None:
-    """read_only, then the path rules (for forwarded paths; RESERVED ones are the proxy's)."""
+    """read_only, then the path rules (for forwarded paths; RESERVED ones are the proxy's).
+
+    PATH is the decoded path, TARGET the raw path and query to forward.
+    """
     if policy.read_only and method not in READ_ONLY_METHODS:
         raise ProxyError(
             405,
@@ -243,6 +214,7 @@ def check_method_and_path(
         )
     if reserved or not (policy.allow_paths or policy.deny_paths):
         return
+    raw_path = target.split("?", 1)[0]
     if _AMBIGUOUS_PATH.search(raw_path):
         # Under path rules, only plain paths pass (see _AMBIGUOUS_PATH).
         raise ProxyError(
@@ -333,10 +305,6 @@ def admit(policy: GuardPolicy, request: web.Request, exchange: Exchange) -> web.
             f"send a valid {PROXY_KEY_HEADER} header (one of security.api_keys)",
         )
     check_method_and_path(
-        policy,
-        request.method,
-        request.path,
-        exchange.target.split("?")[0],
-        reserved=exchange.reserved,
+        policy, request.method, request.path, exchange.target, reserved=exchange.reserved
     )
     return None
