@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import types
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Final, Literal, Union
+from typing import Final
 
 import yaml
 
@@ -30,9 +28,8 @@ from .schema import (
     CredentialsConfig,
     Secret,
 )
+from .typed_values import parse_section, type_name
 from .validation import validate_config
-
-_ENV_REFERENCE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 _SECTIONS: Final[dict[str, type]] = {
     f.name: typing.get_type_hints(Config)[f.name]
@@ -87,7 +84,7 @@ def _apply_flags(raw: dict[str, object], flags: Mapping[str, object]) -> None:
         if section_raw is None:  # absent, or present with every key commented out
             section_raw = raw[section] = {}
         if not isinstance(section_raw, dict):
-            raise ConfigError(f"{section}: expected a mapping, got {_type_name(section_raw)}")
+            raise ConfigError(f"{section}: expected a mapping, got {type_name(section_raw)}")
         section_raw[key] = value
 
 
@@ -147,12 +144,12 @@ def _parse_profile(
             section_raw = {}
         if not isinstance(section_raw, Mapping):
             raise ConfigError(
-                f"{prefix}{section}: expected a mapping, got {_type_name(section_raw)}"
+                f"{prefix}{section}: expected a mapping, got {type_name(section_raw)}"
             )
         section_environ = environ
         if section == "credentials" and not require_credentials:
             section_environ = _EmptyWhenUnset(environ)
-        sections[section] = _parse_section(cls, prefix + section, section_raw, section_environ)
+        sections[section] = parse_section(cls, prefix + section, section_raw, section_environ)
     config = Config(**sections, source=source, name=name)  # type: ignore[arg-type]
     try:
         validate_config(config)
@@ -202,86 +199,8 @@ def _read_yaml(path: str) -> dict[str, object]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {_type_name(data)}")
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type_name(data)}")
     return data
-
-
-def _parse_section(
-    cls: type, section: str, raw: Mapping[object, object], environ: Mapping[str, str]
-) -> object:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in raw:
-        if key not in names:
-            raise ConfigError(
-                f"{section}.{key}: unknown key (known in {section}: {', '.join(names)})"
-            )
-    values = {
-        name: _parse_value(hints[name], f"{section}.{name}", raw[name], environ)
-        for name in names
-        if name in raw
-    }
-    return cls(**values)
-
-
-def _parse_value(kind: object, key: str, value: object, environ: Mapping[str, str]) -> object:
-    """Check VALUE against the annotation KIND; expand ${VAR} in strings."""
-    if isinstance(kind, type) and dataclasses.is_dataclass(kind):  # a nested section
-        if value is None:
-            value = {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {_type_name(value)}")
-        return _parse_section(kind, key, value, environ)
-    origin = typing.get_origin(kind)
-    args = typing.get_args(kind)
-    if origin in (Union, types.UnionType) and type(None) in args:
-        if value is None:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _parse_value(inner, key, value, environ)
-    if origin is Literal:
-        text = _parse_value(str, key, value, environ)
-        if text not in args:
-            choices = " | ".join(str(a) for a in args)
-            raise ConfigError(f"{key}: expected one of {choices}, got {text!r}")
-        return text
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {_type_name(value)}")
-        return tuple(
-            _parse_value(args[0], f"{key}[{i}]", item, environ) for i, item in enumerate(value)
-        )
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {_type_name(value)}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected a whole number, got {_type_name(value)}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number of seconds, got {_type_name(value)}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
-        return _expand_env(key, value, environ)
-    if kind is Secret:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
-        return Secret(_expand_env(key, value, environ))
-    raise TypeError(f"no parser for {kind!r}")  # a programming error, not a user one
-
-
-def _expand_env(key: str, value: str, environ: Mapping[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in environ:
-            raise ConfigError(f"{key}: environment variable {name} is not set")
-        return environ[name]
-
-    return _ENV_REFERENCE.sub(replace, value)
 
 
 def _resolve_credentials(
@@ -346,16 +265,3 @@ def _read_secret_file(path: str, key: str) -> str:
     if not secret:
         raise ConfigError(f"{key}.client_secret_file: {path} is empty")
     return secret
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
