@@ -196,7 +196,9 @@ async def run(count: int, schedule: Sequence[Burst], args: argparse.Namespace) -
     await site.start()
     upstream = f"http://127.0.0.1:{runner.addresses[0][1]}"
     processes: list[asyncio.subprocess.Process] = []
-    connector = aiohttp.TCPConnector(limit=0)
+    # Idle connections are dropped before the proxy's own keep-alive timeout
+    # (listen.header_timeout, 10 s) can close one under a new request.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=5)
     timeout = aiohttp.ClientTimeout(total=3 * args.max_wait + 4 * args.window + 60)
     try:
         with tempfile.TemporaryDirectory(prefix="several-proxies-") as tmp:
