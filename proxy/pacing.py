@@ -4,7 +4,9 @@ Criteo answers with ``x-ratelimit-limit``, ``x-ratelimit-remaining`` and
 ``x-ratelimit-reset`` (epoch seconds), and with a 429 once the window is spent;
 it sends no ``Retry-After``. Tools behind the proxy cannot handle a 429, so the
 proxy paces instead: it learns each window from the answers, counts its own
-sends against it, and makes the rest wait, released in arrival order.
+sends against it, and makes the rest wait, released in arrival order. What a
+window allows is ``quota``'s bookkeeping; when others with the same credentials
+spend it too, ``contention`` spreads our sends; here is the line that waits.
 """
 
 from __future__ import annotations
@@ -18,15 +20,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from .quota import RESET_MARGIN_SECONDS, Quota, WindowState
+
 log = logging.getLogger("criteo_proxy.pacing")
 
 LIMIT_HEADER: Final = "x-ratelimit-limit"
 REMAINING_HEADER: Final = "x-ratelimit-remaining"
 RESET_HEADER: Final = "x-ratelimit-reset"
 
-# Released this long after the announced reset: our clock and Criteo's differ a little,
-# and a request that arrives a hair early is a certain 429.
-_RESET_MARGIN_SECONDS: Final = 0.1
 # How long requests wait for the answer that will tell them the window, when none is
 # known yet (the first answer, or the first after a reset): then they go anyway.
 _ANSWER_WAIT_SECONDS: Final = 1.0
@@ -43,20 +44,18 @@ class RateLimited(Exception):
         self.reset_at = reset_at
 
 
-@dataclass(frozen=True, slots=True)
-class WindowState:
-    limit: int
-    remaining: int
-    reset_at: float  # epoch seconds
-
-
 def parse_window(headers: Mapping[str, str]) -> WindowState | None:
     """The window an answer announces, or None if it carries no (valid) rate-limit headers."""
+    limit_text = headers.get(LIMIT_HEADER)
+    if limit_text is None:
+        return None  # not metered: the common case costs this one lookup
+    remaining_text = headers.get(REMAINING_HEADER)
+    reset_text = headers.get(RESET_HEADER)
+    if remaining_text is None or reset_text is None:
+        return None
     try:
-        limit = int(headers[LIMIT_HEADER])
-        remaining = int(headers[REMAINING_HEADER])
-        reset_at = float(headers[RESET_HEADER])
-    except (KeyError, ValueError):
+        limit, remaining, reset_at = int(limit_text), int(remaining_text), float(reset_text)
+    except ValueError:
         return None
     if limit < 0 or remaining < 0 or not math.isfinite(reset_at):
         return None
@@ -83,34 +82,31 @@ class WindowSnapshot:
 
 
 class Window:
-    """One rate-limit bucket: sends are admitted while the known window allows them.
+    """One rate-limit bucket: the line of requests waiting for what its quota allows.
 
     Until the first answer nothing is known: one request goes as a probe and
     the others wait for its answer. An answer without rate-limit headers means
-    this bucket is not metered, and everything passes.
+    this bucket is not metered: everything passes, at the cost of one check a
+    send and one header lookup an answer, until an answer carries the headers.
     """
 
     def __init__(self, name: str, *, clock: Callable[[], float]) -> None:
         self.name = name
         self._clock = clock
-        self._state: WindowState | None = None
+        self._quota = Quota(clock=clock)
         self._metered = True  # until an answer says otherwise
-        self._probing = False
-        self._unanswered = 0  # sent and not yet answered
-        self._sent_since_update = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self.throttled = {"seen": 0, "retried": 0, "refused": 0}
 
     def snapshot(self) -> WindowSnapshot:
-        state = self._state
-        known = state is not None and math.isfinite(state.reset_at)
+        quota = self._quota
         return WindowSnapshot(
             bucket=self.name,
             metered=self._metered,
-            limit=None if state is None else state.limit,
-            remaining=None if state is None else max(0, state.remaining - self._sent_since_update),
-            reset_at=state.reset_at if known and state is not None else None,
+            limit=None if quota.state is None else quota.state.limit,
+            remaining=quota.left,
+            reset_at=quota.reset_at,
             waiting=self.waiting,
             throttled=dict(self.throttled),
         )
@@ -119,35 +115,22 @@ class Window:
     def waiting(self) -> int:
         return sum(1 for w in self._waiters if not w.done())
 
-    def _window_renewed(self) -> None:
-        state = self._state
-        if state is not None and self._clock() >= state.reset_at + _RESET_MARGIN_SECONDS:
-            # A new window: Criteo forgot the old sends. The next answer will say more.
-            self._state = WindowState(limit=state.limit, remaining=state.limit, reset_at=math.inf)
-            self._sent_since_update = 0
-
     def _may_send(self) -> bool:
-        if not self._metered:
-            return True
-        self._window_renewed()
-        state = self._state
-        if state is None:
-            return not self._probing
-        return state.remaining - self._sent_since_update > 0
+        return not self._metered or self._quota.may_send()
 
     def wait_seconds(self) -> float:
-        """How long a newcomer would wait now, at the least."""
-        state = self._state
-        if state is None or self._may_send():
+        """How long a newcomer would wait now, at the least (0 while waiting for an answer)."""
+        if not self._metered:
             return 0.0
-        if math.isinf(state.reset_at):
-            return 0.0  # waiting for an answer, not for a reset
-        return max(0.0, state.reset_at + _RESET_MARGIN_SECONDS - self._clock())
+        released_at = self._quota.released_at()
+        return 0.0 if released_at is None else max(0.0, released_at - self._clock())
 
     async def acquire(self, max_wait_seconds: float) -> float:
         """Wait for a slot; returns the seconds waited. RateLimited if it would be too long."""
-        if not self._waiters and self._may_send():
-            self._note_send()
+        if not self._metered:
+            return 0.0
+        if not self._waiters and self._quota.may_send():
+            self._quota.note_send()
             return 0.0
         if self._knows_reset() and self.wait_seconds() > max_wait_seconds:
             raise RateLimited(self._reset_at())
@@ -189,39 +172,36 @@ class Window:
         return loop.time() - started
 
     def _knows_reset(self) -> bool:
-        state = self._state
-        return state is not None and math.isfinite(state.reset_at)
+        return self._quota.reset_at is not None
 
     def _reset_at(self) -> float:
-        state = self._state
-        return (
-            state.reset_at if state is not None and math.isfinite(state.reset_at) else self._clock()
-        )
+        reset_at = self._quota.reset_at
+        return self._clock() if reset_at is None else reset_at
 
     def answered(self, headers: Mapping[str, str] | None) -> None:
         """An answer (or a failure: None) came back for one of our sends."""
-        self._unanswered = max(0, self._unanswered - 1)
-        self._probing = False
+        if not self._metered:
+            if headers is None or LIMIT_HEADER not in headers:
+                return  # still not metered: this one lookup is all it costs
+            self._metered = True  # the sends in flight went uncounted: a one-off error
         state = parse_window(headers) if headers is not None else None
-        if state is not None:
-            self._metered = True
-            self._state = state
-            # Sends still in flight may not be counted in this answer: assume they are not.
-            self._sent_since_update = self._unanswered
-        elif headers is not None and self._state is None:
+        if self._quota.answered(state):
+            log.info(
+                "rate-limit window %s: Criteo counts calls that are not ours (another "
+                "process with these credentials?); spreading sends over each window",
+                self.name,
+            )
+        if state is None and headers is not None and self._quota.state is None:
             self._metered = False
+            self._quota.forget()
         self._release()
 
     def _note_send(self) -> None:
-        self._unanswered += 1
-        self._sent_since_update += 1
-        if self._state is None and self._metered:
-            self._probing = True
+        if self._metered:
+            self._quota.note_send()
 
     def _unsend(self) -> None:
-        self._unanswered = max(0, self._unanswered - 1)
-        self._sent_since_update = max(0, self._sent_since_update - 1)
-        self._probing = False
+        self._quota.unsend()
         self._release()
 
     def _release(self) -> None:
@@ -245,13 +225,15 @@ class Window:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        state = self._state
-        if not self._waiters or state is None or math.isinf(state.reset_at):
+        if not self._waiters or not self._metered:
             return
-        delay = max(0.0, state.reset_at + _RESET_MARGIN_SECONDS - self._clock())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_reset)
+        released_at = self._quota.released_at()
+        if released_at is None:
+            return
+        delay = max(0.0, released_at - self._clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_release)
 
-    def _on_reset(self) -> None:
+    def _on_release(self) -> None:
         self._timer = None
         self._release()
 
@@ -290,4 +272,4 @@ class Pacer:
         state = parse_window(headers)
         if state is None:
             return None
-        return max(0.0, state.reset_at + _RESET_MARGIN_SECONDS - self._clock())
+        return max(0.0, state.reset_at + RESET_MARGIN_SECONDS - self._clock())
