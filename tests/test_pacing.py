@@ -118,10 +118,17 @@ async def settle() -> None:
 async def test_waiters_are_released_in_arrival_order() -> None:
     now = [1000.0]
     window = Window("api", clock=lambda: now[0])
-    await window.acquire(30)  # the probe
-    window.answered(
-        {"x-ratelimit-limit": "3", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1001"}
-    )
+    await window.acquire(30)  # the probe, then the rest of the window: all ours
+    for remaining in ("2", "1", "0"):
+        window.answered(
+            {
+                "x-ratelimit-limit": "3",
+                "x-ratelimit-remaining": remaining,
+                "x-ratelimit-reset": "1001",
+            }
+        )
+        if remaining != "0":
+            await window.acquire(30)
     released: list[int] = []
 
     async def wait(i: int) -> None:
