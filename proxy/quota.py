@@ -78,8 +78,11 @@ class Quota:
         if math.isinf(state.reset_at):
             # A new window that others share: one probe learns it, the rest wait for it.
             return math.nan if self._probing else -math.inf
-        # What we know of left dates from our latest answer; the others went on since.
-        likely_left = left - contention.others_since_answer(self._clock())
+        # What we know dates from our latest answer: one call is kept back for each
+        # other sharer, who has likely sent about once since.
+        sharers = contention.sharers
+        reserve = sharers - 1
+        likely_left = left - reserve
         if likely_left < 1:
             return reset_at  # or sooner, when an answer says there is more
         return contention.next_send_at(left=likely_left, reset_at=reset_at)
@@ -142,5 +145,4 @@ class Quota:
             remaining=state.remaining,
             reset_at=state.reset_at,
             in_flight=self._unanswered,
-            now=self._clock(),
         )

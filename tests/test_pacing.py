@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fake_criteo import FakeCriteo
-from proxy.pacing import Window, bucket_for, parse_window
+from proxy.pacing import RateLimited, Window, bucket_for, parse_window
 from tests.conftest import StartProxy
 
 
@@ -207,3 +208,126 @@ async def test_a_slow_first_request_does_not_turn_the_next_ones_into_429s(
     assert second.status == 200
     release.set()
     assert (await first).status == 200
+
+
+class CountingHeaders(Mapping[str, str]):
+    """Answer headers that count every lookup and refuse ``[]`` (a KeyError path)."""
+
+    def __init__(self, items: dict[str, str]) -> None:
+        self._items = {name.lower(): value for name, value in items.items()}
+        self.lookups = 0
+
+    def __getitem__(self, name: str) -> str:
+        raise AssertionError(f"headers[{name!r}]: a missing header would raise KeyError")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.lookups += 1
+        return self._items.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        self.lookups += 1
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+UNMETERED = {"Content-Type": "application/json", "Content-Length": "2"}
+
+
+def metered(limit: int, remaining: int, reset_at: float) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-reset": str(reset_at),
+    }
+
+
+def test_an_answer_without_rate_limit_headers_is_parsed_with_one_lookup_and_no_keyerror() -> None:
+    headers = CountingHeaders(UNMETERED)
+    assert parse_window(headers) is None
+    assert headers.lookups == 1
+    partial = CountingHeaders({"x-ratelimit-limit": "5", "x-ratelimit-reset": "1800000000"})
+    assert parse_window(partial) is None  # a missing remaining: no window, no exception
+
+
+async def test_a_known_unmetered_window_admits_without_counting_at_one_lookup_an_answer() -> None:
+    window = Window("api", clock=lambda: 1000.0)
+    assert await window.acquire(30) == 0.0  # the probe
+    window.answered(CountingHeaders(UNMETERED))
+    assert window.snapshot().metered is False
+    assert window.metered is False  # a caller may skip acquire() altogether
+    for _ in range(100):  # none of these is counted anywhere
+        assert await window.acquire(30) == 0.0
+    for _ in range(99):
+        headers = CountingHeaders(UNMETERED)
+        window.answered(headers)
+        assert headers.lookups == 1
+    window.answered(None)  # a failure: nothing to look up
+    snapshot = window.snapshot()
+    assert (snapshot.metered, snapshot.limit, snapshot.remaining, snapshot.waiting) == (
+        False,
+        None,
+        None,
+        0,
+    )
+
+
+async def test_an_unmetered_window_turns_metered_when_headers_appear() -> None:
+    window = Window("api", clock=lambda: 1000.0)
+    await window.acquire(30)
+    window.answered(UNMETERED)
+    for _ in range(10):
+        await window.acquire(30)  # in flight, uncounted, when the headers appear
+    window.answered(metered(3, 2, 2000))
+    snapshot = window.snapshot()
+    assert (snapshot.metered, snapshot.limit, snapshot.remaining) == (True, 3, 2)
+    assert await window.acquire(30) == 0.0
+    assert await window.acquire(30) == 0.0  # the last call of the window
+    with pytest.raises(RateLimited):  # the reset is 1000 s away: refused at once
+        await window.acquire(30)
+
+
+async def test_an_upstream_that_starts_metering_is_paced_from_its_first_metered_answer(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    proxy = await start_proxy(rate_limit={"max_wait": 0.5})
+    for i in range(3):
+        assert (await proxy.get(f"/2025-10/echo/free-{i}")).status == 200
+    criteo.rate_limit, criteo.rate_window_seconds = 2, 10**6
+    assert (await proxy.get("/2025-10/echo/metered-1")).status == 200  # says: 1 left
+    assert (await proxy.get("/2025-10/echo/metered-2")).status == 200  # says: 0 left
+    refused = await proxy.get("/2025-10/echo/metered-3")
+    assert refused.status == 429
+    assert refused.headers["X-Criteo-Proxy-Error"] == "rate_limited"
+    assert criteo.throttled == 0  # Criteo never had to refuse anything
+    assert sum(criteo.rate_counts.values()) == 2
+    assert len(criteo.requests) == 5
+
+
+async def test_answers_that_overtake_each_other_keep_the_lower_count() -> None:
+    window = Window("api", clock=lambda: 1000.0)
+    await window.acquire(30)
+    window.answered(metered(10, 9, 1001))
+    await window.acquire(30)
+    await window.acquire(30)
+    window.answered(metered(10, 7, 1001))  # the second send's answer comes first
+    window.answered(metered(10, 8, 1001))  # then the first one's, counted before it
+    assert window.snapshot().remaining == 7
+
+
+async def test_a_late_answer_from_an_ended_window_does_not_bring_it_back() -> None:
+    now = [1000.0]
+    window = Window("api", clock=lambda: now[0])
+    await window.acquire(30)
+    window.answered(metered(3, 2, 1001))
+    await window.acquire(30)  # still in flight when the window ends
+    now[0] = 1002.0
+    await window.acquire(30)  # the new window's first call
+    window.answered(metered(3, 2, 1003))
+    window.answered(metered(3, 1, 1001))  # the late one: counted in the old window
+    snapshot = window.snapshot()
+    assert (snapshot.reset_at, snapshot.remaining) == (1003.0, 2)

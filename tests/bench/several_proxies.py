@@ -300,6 +300,11 @@ async def main() -> None:
         f"{args.max_wait:g} s (and a console history that holds every request), same "
         f"client id; each run starts on a window boundary and lasts until the last answer"
     )
+    print(
+        "waits: requests that waited for the window, p50 and max of each one's total "
+        "wait (the wait after a 429 included); window used: accepted calls over the "
+        "capacity of the windows the run spanned"
+    )
     print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs")
     print()
     print(
