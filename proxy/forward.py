@@ -292,6 +292,8 @@ class Forwarder:
         if not pacer.enabled:
             return None
         window = pacer.window_for(path)
+        if not window.metered:  # Criteo does not limit it: no line to wait in, no await
+            return window
         try:
             waited = await window.acquire(pacer.max_wait_seconds)
         except RateLimited as exc:
