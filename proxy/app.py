@@ -41,7 +41,6 @@ PROFILE: Final = web.AppKey("PROFILE", ProfileState)
 TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
 FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
 HANDLERS: Final[web.AppKey[set[asyncio.Task[object]]]] = web.AppKey("HANDLERS")
-EXCHANGE: Final = web.RequestKey("EXCHANGE", Exchange)
 
 
 def compact_json(value: object) -> str:
@@ -187,7 +186,6 @@ def build_request_context(
             exchange = Exchange(
                 pick_request_id(request.headers.get(REQUEST_ID_HEADER)), time.perf_counter()
             )
-            request[EXCHANGE] = exchange
             if log_profile is not None:
                 CURRENT_PROFILE.set(log_profile)  # this request's task only
             task = asyncio.current_task()
