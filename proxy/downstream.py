@@ -1,7 +1,7 @@
 """Criteo's answer on its way to the client.
 
-A small body of known length (SMALL_BODY_BYTES) is read whole and sent in one write (and a failure
-there is still an honest 502 / 504); anything else is streamed chunk by chunk,
+A small body of known length (SMALL_BODY_BYTES) is read whole and sent in one
+write (and a failure there is still an honest 502 / 504); anything else is streamed chunk by chunk,
 never held in memory, and a failure after the status line aborts the client's
 connection: a broken transfer, never a clean short body. A JSON error answer
 (4xx / 5xx) of at most 8 KiB is also noted in the exchange, with Criteo's

@@ -266,7 +266,10 @@ class Forwarder:
                         request.method,
                         url,
                         headers=headers,
-                        data=body.payload(on_progress=_restarter(deadline, timeout_seconds)),
+                        data=body.payload(
+                            # only a streamed body reports progress: no closure otherwise
+                            None if body.replayable else _restarter(deadline, timeout_seconds)
+                        ),
                         allow_redirects=False,  # a 3xx is the client's to follow
                         proxy=self._settings.http_proxy,
                     )

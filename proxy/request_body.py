@@ -84,14 +84,17 @@ class RequestBody:
                 raise body_too_large(max_body_bytes)
         return cls(request.content, chunks, complete=False, max_body_bytes=max_body_bytes)
 
-    def payload(self, on_progress: Callable[[], None]) -> bytes | AsyncIterator[bytes] | None:
-        """What to send upstream; ON_PROGRESS is called per chunk handed over, and at the end."""
+    def payload(
+        self, on_progress: Callable[[], None] | None
+    ) -> bytes | AsyncIterator[bytes] | None:
+        """What to send upstream; for a streamed body, ON_PROGRESS is called per chunk
+        handed over, and at the end (a buffered one goes in one piece: it has none)."""
         if self.replayable:
             # None, not b"": aiohttp would add "Content-Length: 0" to a bodiless GET.
             return b"".join(self._prefix) if self._prefix else None
         if self._started:
             raise RuntimeError("a streamed body can be sent only once")
-        return self._stream(on_progress)
+        return self._stream(on_progress or _no_progress)
 
     @property
     def can_resend(self) -> bool:
@@ -119,6 +122,10 @@ class RequestBody:
                 on_progress()
                 yield chunk
         on_progress()
+
+
+def _no_progress() -> None:
+    pass
 
 
 # Every bodiless request (most GETs): nothing about it ever changes.
