@@ -70,3 +70,18 @@ async def test_insane_request_id_is_replaced_by_a_generated_one(
     assert generated != "x" * 200
     assert len(generated) == 32
     assert criteo.last_request.headers["X-Request-Id"] == generated
+
+
+async def test_reserved_get_routes_answer_head_too_and_are_never_forwarded(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    """HEAD is GET without the body (RFC 9110 9.3.2): a monitor's HEAD /_proxy/health."""
+    for path in ("/_proxy/health", "/_proxy/ready", "/_proxy/metrics", "/_proxy/status"):
+        resp = await proxy.head(path)
+        assert resp.status == 200, path
+        assert "X-Request-Id" in resp.headers
+        assert await resp.read() == b""
+    assert criteo.requests == []
+    posted = await proxy.post("/_proxy/health")
+    assert posted.status == 404  # only GET and HEAD are routes; the rest is reserved
+    assert posted.headers["X-Criteo-Proxy-Error"] == "not_found"

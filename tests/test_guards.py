@@ -678,6 +678,22 @@ async def test_an_unknown_expect_from_a_foreign_host_is_refused_by_the_host_guar
     assert resp.headers["x-criteo-proxy-error"] == "host_not_allowed"
 
 
+async def test_aiohttps_own_417_to_an_allowed_origin_carries_the_cors_headers(
+    start_proxy: StartProxy, criteo: FakeCriteo
+) -> None:
+    """An answer aiohttp makes itself (417 to an unknown Expect) is a browser's answer too."""
+    proxy = await start_proxy(security={"allowed_origins": ["http://localhost:3000"]})
+    resp = await raw_request(
+        proxy.port,
+        b"POST /2025-10/echo/x HTTP/1.1\r\nHost: localhost\r\nExpect: something\r\n"
+        b"Origin: http://localhost:3000\r\nSec-Fetch-Site: same-site\r\n"
+        b"Content-Length: 2\r\n\r\nhi",
+    )
+    assert resp.status == 417
+    assert resp.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert criteo.requests == []
+
+
 # --- no request header can make a 500 -----------------------------------------------------
 
 
