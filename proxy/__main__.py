@@ -1,6 +1,6 @@
 """``python -m proxy`` is the ``criteo-proxy`` command."""
 
-from .cli import main
+from proxy.cli import main
 
 if __name__ == "__main__":
     main()

@@ -14,25 +14,25 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .console import SECURITY_HEADERS, add_console_routes, is_console_route
-from .errors import ERROR_HEADER, ProxyError, build_error_body
-from .exchange import Exchange
-from .forward import Forwarder, ForwardSettings, is_oauth_path
-from .guards import GuardPolicy, admit
-from .headers import REQUEST_ID_HEADER, add_cors_headers
-from .history import build_record
-from .metrics import METRICS_CONTENT_TYPE
-from .observability import CURRENT_PROFILE, log_access, pick_request_id
-from .retries import TransientPolicy
-from .schema import DEFAULT_PROFILE, Config, ConfigError
-from .state import (
+from proxy.console import SECURITY_HEADERS, add_console_routes, is_console_route
+from proxy.errors import ERROR_HEADER, ProxyError, build_error_body
+from proxy.exchange import Exchange
+from proxy.forward import Forwarder, ForwardSettings, is_oauth_path
+from proxy.guards import GuardPolicy, admit
+from proxy.headers import REQUEST_ID_HEADER, add_cors_headers
+from proxy.history import build_record
+from proxy.metrics import METRICS_CONTENT_TYPE
+from proxy.observability import CURRENT_PROFILE, log_access, pick_request_id
+from proxy.retries import TransientPolicy
+from proxy.schema import DEFAULT_PROFILE, Config, ConfigError
+from proxy.state import (
     ProcessState,
     ProfileState,
     build_process_state,
     build_profile_state,
 )
-from .tokens import TokenError, TokenProvider
-from .upstream import Clock, build_session, build_token_provider, env_proxy_for
+from proxy.tokens import TokenError, TokenProvider
+from proxy.upstream import Clock, build_session, build_token_provider, env_proxy_for
 
 log = logging.getLogger("criteo_proxy.app")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from . import __version__
-from .schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR
+from proxy import __version__
+from proxy.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR
 
 PROG = "criteo-proxy"
 EXIT_FAILURE = 1

@@ -16,21 +16,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from .arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
-from .config import load_config
-from .schema import (
+from proxy.arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
+from proxy.config import load_config
+from proxy.schema import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
     DEFAULT_PROFILE,
     Config,
     ConfigError,
 )
-from .token_cache import TokenCache, default_cache_path
+from proxy.token_cache import TokenCache, default_cache_path
 
 # The rest of the package (aiohttp above all) is imported by the commands that use
 # it: `criteo-proxy token` answering from its cache starts in a third of the time.
 if TYPE_CHECKING:
-    from .tokens import Grant, Token
+    from proxy.tokens import Grant, Token
 
 log = logging.getLogger("criteo_proxy.cli")
 
@@ -68,7 +68,7 @@ _output = _Output()
 
 def _say(message: str, *, stream: TextIO, level: str = "info", **fields: object) -> None:
     if _output.json:
-        from .observability import build_json_line
+        from proxy.observability import build_json_line
 
         line = build_json_line(time.time(), level, log.name, message, fields)
     else:
@@ -98,8 +98,8 @@ def _load(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .observability import configure_logging
-    from .serving import run_event_loop, serve
+    from proxy.observability import configure_logging
+    from proxy.serving import run_event_loop, serve
 
     config = _load(args)
     _output.json = config.logging.format == "json"
@@ -124,7 +124,7 @@ def _exit_now() -> None:
 
 def _configure_one_shot_logging(args: argparse.Namespace, config: Config) -> None:
     """check and token say what matters themselves; logs only when asked with --log-level."""
-    from .observability import configure_logging
+    from proxy.observability import configure_logging
 
     level = config.logging.level if "log_level" in args else "error"
     configure_logging(level, config.logging.format)
@@ -161,7 +161,7 @@ def _check_one(config: Config) -> int:
 
 def _check_line(config: Config) -> bool:
     """One profile, one line on stdout: OK with what it found, or FAILED and why."""
-    from .tokens import TokenError
+    from proxy.tokens import TokenError
 
     listen = config.listen.unix_socket or f"{config.listen.host}:{config.listen.port}"
     found = f"{config.credentials.grant_type}, client id {config.credentials.client_id}, {listen}"
@@ -201,7 +201,7 @@ def _fetch_token_or_fail(
     config: Config, grant: Grant | None = None, *, failure_prefix: str = ""
 ) -> Token:
     """One token for a one-shot command; a refusal is its one-line failure (exit 1)."""
-    from .tokens import TokenError
+    from proxy.tokens import TokenError
 
     try:
         return asyncio.run(_fetch_token(config, grant))
@@ -210,16 +210,16 @@ def _fetch_token_or_fail(
 
 
 async def _fetch_token(config: Config, grant: Grant | None) -> Token:
-    from .upstream import build_session, build_token_provider
+    from proxy.upstream import build_session, build_token_provider
 
     async with build_session(config.upstream) as session:
         return await build_token_provider(config, session, grant=grant).get_token()
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-    from .observability import configure_logging
-    from .serving import run_event_loop
+    from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from proxy.observability import configure_logging
+    from proxy.serving import run_event_loop
 
     # The demo never uses real credentials, even when they are in the environment.
     environ = dict(os.environ)
@@ -231,8 +231,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _serve_demo(config: Config) -> None:
-    from .demo import build_demo_config, running_fake_criteo
-    from .serving import serve
+    from proxy.demo import build_demo_config, running_fake_criteo
+    from proxy.serving import serve
 
     async with running_fake_criteo() as fake_url:
 
@@ -250,10 +250,10 @@ async def _serve_demo(config: Config) -> None:
 
 
 def _authorize(args: argparse.Namespace) -> int:
-    from .consent import build_consent_url, parse_landing_url
-    from .grants import AuthorizationCodeGrant
-    from .token_store import TokenStore
-    from .validation import validate_redirect_uri
+    from proxy.consent import build_consent_url, parse_landing_url
+    from proxy.grants import AuthorizationCodeGrant
+    from proxy.token_store import TokenStore
+    from proxy.validation import validate_redirect_uri
 
     config = _load(args).profile(args.profile or DEFAULT_PROFILE)
     _configure_one_shot_logging(args, config)
@@ -301,8 +301,8 @@ def _authorize(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .status_client import StatusUnavailable, build_status_target, fetch_status
-    from .status_report import render_report
+    from proxy.status_client import StatusUnavailable, build_status_target, fetch_status
+    from proxy.status_report import render_report
 
     # It asks the proxy, not Criteo: no credentials needed.
     config = _load(args, require_credentials=False).profile(args.profile or DEFAULT_PROFILE)

@@ -9,8 +9,8 @@ from urllib.parse import unquote_plus
 
 from yarl import URL
 
-from .addresses import parse_url
-from .schema import ConfigError
+from proxy.addresses import parse_url
+from proxy.schema import ConfigError
 
 CONSENT_URL: Final = "https://consent.criteo.com/request"
 

@@ -16,10 +16,10 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .errors import ProxyError
-from .guards import CONSOLE_KEY_PARAMETER, CONSOLE_ROUTES, GuardPolicy, has_valid_proxy_key
-from .state import ProcessState, ProfileState
-from .status import build_status
+from proxy.errors import ProxyError
+from proxy.guards import CONSOLE_KEY_PARAMETER, CONSOLE_ROUTES, GuardPolicy, has_valid_proxy_key
+from proxy.state import ProcessState, ProfileState
+from proxy.status import build_status
 
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",

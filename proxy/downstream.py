@@ -20,10 +20,10 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .errors import describe, upstream_errors
-from .exchange import Exchange
-from .headers import add_cors_headers, build_downstream_headers
-from .request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
+from proxy.errors import describe, upstream_errors
+from proxy.exchange import Exchange
+from proxy.headers import add_cors_headers, build_downstream_headers
+from proxy.request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
 
 log = logging.getLogger("criteo_proxy.forward")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .fake_oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeAuthorizationServer
+from proxy.fake_oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeAuthorizationServer
 
 __all__ = ["DEMO_CLIENT_ID", "DEMO_CLIENT_SECRET", "FakeCriteo", "SeenRequest"]
 

@@ -17,16 +17,16 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .downstream import stream_back
-from .errors import ProxyError, UpstreamFailure, upstream_errors
-from .exchange import Exchange
-from .headers import build_upstream_headers
-from .metrics import ProfileMetrics
-from .pacing import Pacer, RateLimited, Window
-from .request_body import NO_BODY, RequestBody, body_timeout, body_too_large
-from .retries import Failure, TransientPolicy, failure_reason, retry_delay
-from .tokens import Token, TokenProvider
-from .versions import ApiVersions
+from proxy.downstream import stream_back
+from proxy.errors import ProxyError, UpstreamFailure, upstream_errors
+from proxy.exchange import Exchange
+from proxy.headers import build_upstream_headers
+from proxy.metrics import ProfileMetrics
+from proxy.pacing import Pacer, RateLimited, Window
+from proxy.request_body import NO_BODY, RequestBody, body_timeout, body_too_large
+from proxy.retries import Failure, TransientPolicy, failure_reason, retry_delay
+from proxy.tokens import Token, TokenProvider
+from proxy.versions import ApiVersions
 
 log = logging.getLogger("criteo_proxy.forward")
 

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from .schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
-from .token_store import TokenStore, TokenStoreError
-from .tokens import Token, TokenError
+from proxy.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
+from proxy.token_store import TokenStore, TokenStoreError
+from proxy.tokens import Token, TokenError
 
 log = logging.getLogger("criteo_proxy.tokens")
 

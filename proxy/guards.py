@@ -18,11 +18,11 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .addresses import parse_host, parse_origin
-from .console_sessions import ConsoleSessions
-from .errors import ProxyError
-from .exchange import Exchange
-from .schema import SecurityConfig
+from proxy.addresses import parse_host, parse_origin
+from proxy.console_sessions import ConsoleSessions
+from proxy.errors import ProxyError
+from proxy.exchange import Exchange
+from proxy.schema import SecurityConfig
 
 RESERVED_PREFIX: Final = "/_proxy/"
 HEALTH_PATH: Final = "/_proxy/health"

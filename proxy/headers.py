@@ -11,7 +11,7 @@ from typing import Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .errors import ERROR_HEADER
+from proxy.errors import ERROR_HEADER
 
 HOP_BY_HOP: Final = frozenset(
     {

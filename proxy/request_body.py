@@ -13,7 +13,7 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 
-from .errors import ProxyError
+from proxy.errors import ProxyError
 
 STREAM_CHUNK_BYTES: Final = 1024 * 1024
 # A body of known length up to this size is read (or sent back) in one call.

@@ -12,11 +12,11 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 
-from .app import build_app
-from .schema import DEFAULT_PROFILE, Config
-from .server import RunningServer, start_server, stop_servers
-from .state import build_process_state
-from .upstream import build_session
+from proxy.app import build_app
+from proxy.schema import DEFAULT_PROFILE, Config
+from proxy.server import RunningServer, start_server, stop_servers
+from proxy.state import build_process_state
+from proxy.upstream import build_session
 
 log = logging.getLogger("criteo_proxy.cli")
 

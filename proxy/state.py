@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .history import History
-from .metrics import Metrics, ProfileMetrics
-from .pacing import Pacer
-from .schema import Config
-from .tokens import TokenProvider
-from .upstream import Clock
-from .versions import ApiVersions
+from proxy.history import History
+from proxy.metrics import Metrics, ProfileMetrics
+from proxy.pacing import Pacer
+from proxy.schema import Config
+from proxy.tokens import TokenProvider
+from proxy.upstream import Clock
+from proxy.versions import ApiVersions
 
 
 @dataclass(slots=True, eq=False)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 
-from . import __version__
-from .grants import RefreshTokenGrant
-from .history import format_utc
-from .state import ProcessState, ProfileState
+from proxy import __version__
+from proxy.grants import RefreshTokenGrant
+from proxy.history import format_utc
+from proxy.state import ProcessState, ProfileState
 
 
 def build_status(process: ProcessState, *, fallback_listen: str = "") -> dict[str, object]:

@@ -19,7 +19,7 @@ import aiohttp
 from cachetools import TLRUCache
 from yarl import URL
 
-from .errors import ErrorCode, ProxyError, describe
+from proxy.errors import ErrorCode, ProxyError, describe
 
 log = logging.getLogger("criteo_proxy.tokens")
 

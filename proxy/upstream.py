@@ -13,10 +13,10 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from .grants import ClientCredentialsGrant, RefreshTokenGrant
-from .schema import Config, CredentialsConfig, UpstreamConfig
-from .token_store import TokenStore
-from .tokens import Grant, TokenProvider
+from proxy.grants import ClientCredentialsGrant, RefreshTokenGrant
+from proxy.schema import Config, CredentialsConfig, UpstreamConfig
+from proxy.token_store import TokenStore
+from proxy.tokens import Grant, TokenProvider
 
 Clock = Callable[[], float]
 

@@ -15,7 +15,7 @@ from typing import Final
 
 from multidict import CIMultiDictProxy
 
-from .metrics import ProfileMetrics
+from proxy.metrics import ProfileMetrics
 
 log = logging.getLogger("criteo_proxy.forward")
 
