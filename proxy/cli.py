@@ -217,7 +217,7 @@ async def _fetch_token(config: Config, grant: Grant | None) -> Token:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from proxy.observability import configure_logging
     from proxy.serving import run_event_loop
 

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import build_app
 from proxy.config import parse_config
-from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.schema import Config
 from proxy.server import ProxyRunner, build_server_options
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from proxy.fake_criteo import FakeCriteo
+from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import StartProxy
 
 

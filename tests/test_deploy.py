@@ -32,7 +32,7 @@ import yaml
 
 from proxy.app import build_app
 from proxy.config import load_config, parse_config
-from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.schema import CLIENT_ID_ENV_VAR, CONFIG_ENV_VAR, Config, CredentialsConfig
 from proxy.token_store import TokenStore
 from tests import conftest

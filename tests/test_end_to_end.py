@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests import conftest
 from tests.conftest import (
     CliResult,

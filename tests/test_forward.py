@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
-from proxy.fake_criteo import FakeCriteo
+from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import RawResponse, StartProxy, raw_request, read_raw_response
 
 ServerFactory = Callable[..., Awaitable[TestServer]]

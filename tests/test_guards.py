@@ -26,7 +26,7 @@ from multidict import CIMultiDict
 from proxy.addresses import parse_host
 from proxy.app import build_app
 from proxy.config import parse_config
-from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.forward import build_upstream_url
 from proxy.guards import GuardPolicy, is_host_allowed, parse_request_target
 from proxy.headers import HOP_BY_HOP, build_upstream_headers

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests.conftest import CliServer, ManualClock, StartProxy, clean_env, raw_request
 
 StartCliServer = Callable[..., Awaitable[CliServer]]

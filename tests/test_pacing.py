@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.fake_criteo import FakeCriteo
+from proxy.fakes.criteo import FakeCriteo
 from proxy.pacing import RateLimited, Window, bucket_for, parse_window
 from tests.conftest import StartProxy
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from proxy.contention import Contention
-from proxy.fake_criteo import FakeCriteo
+from proxy.fakes.criteo import FakeCriteo
 from proxy.quota import RESET_MARGIN_SECONDS, Quota, WindowState
 from tests.conftest import ManualClock, StartProxy
 

@@ -46,7 +46,7 @@ def wait_listening(port: int, timeout: float = 15) -> None:
 
 def start_fake(port: int) -> subprocess.Popen[bytes]:
     code = (
-        "from aiohttp import web; from proxy.fake_criteo import FakeCriteo; "
+        "from aiohttp import web; from proxy.fakes.criteo import FakeCriteo; "
         f"web.run_app(FakeCriteo().build_app(), host='127.0.0.1', port={port}, "
         "access_log=None, print=None)"
     )

@@ -5,7 +5,7 @@ One command, from the repository root (not collected by pytest):
     python tests/bench/several_proxies.py [--limit 50] [--window 10] [--seconds 30]
         [--requests 250] [--counts 1,2,4] [--max-wait 30] [--seed 14]
 
-Everything runs on 127.0.0.1. The fake Criteo (proxy/fake_criteo.py) runs in this
+Everything runs on 127.0.0.1. The fake Criteo (proxy/fakes/criteo.py) runs in this
 process as a real aiohttp server and meters one app: --limit calls per --window
 seconds, in fixed windows on the wall clock, answering 429 past it as Criteo does.
 For each proxy count, a fresh fake and that many `criteo-proxy` processes (the
@@ -44,7 +44,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 
 PATH = "/2025-10/advertisers/me"
 BURST_SIZES = (3, 15)

@@ -19,7 +19,7 @@ import time
 
 from aiohttp import web
 
-from proxy.fake_criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 
 
 async def calls(url: str, count: int, env: dict[str, str], *extra: str) -> float:

@@ -36,8 +36,8 @@ elif [[ -x $REPO/.venv/bin/python ]]; then
 else
     PY=python3
 fi
-(cd / && "$PY" -c 'import aiohttp, proxy.fake_criteo') 2>/dev/null ||
-    fail "$PY cannot import proxy.fake_criteo: set PYTHON to a Python with the package installed"
+(cd / && "$PY" -c 'import aiohttp, proxy.fakes.criteo') 2>/dev/null ||
+    fail "$PY cannot import proxy.fakes.criteo: set PYTHON to a Python with the package installed"
 
 # --- tools --------------------------------------------------------------------
 missing=()
@@ -178,7 +178,7 @@ log "fake Criteo on 127.0.0.1:$FAKE_PORT"
 (cd "$WORK" && exec "$PY" -c '
 import sys
 from aiohttp import web
-from proxy.fake_criteo import FakeCriteo
+from proxy.fakes.criteo import FakeCriteo
 web.run_app(FakeCriteo().build_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None)
 ' "$FAKE_PORT") >"$WORK/fake.log" 2>&1 &
 FAKE_PID=$!

@@ -3,7 +3,7 @@
 Used by ``criteo-proxy demo`` (no credentials, no network) and by the tests,
 which run it as a real aiohttp server on loopback and inspect what it saw.
 
-- ``POST /oauth2/token`` and ``GET /_fake/consent``: see ``fake_oauth``.
+- ``POST /oauth2/token`` and ``GET /_fake/consent``: see ``oauth``.
 - Every other path demands a valid, unexpired Bearer token and answers 401 in
   Criteo's error envelope otherwise.
 - ``GET /{version}/advertisers/me`` and ``/marketing-solutions/me`` answer
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy.fake_oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeAuthorizationServer
+from proxy.fakes.oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeAuthorizationServer
 
 __all__ = ["DEMO_CLIENT_ID", "DEMO_CLIENT_SECRET", "FakeCriteo", "SeenRequest"]
 
