@@ -14,6 +14,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.config.schema import DEFAULT_PROFILE, Config, ConfigError
 from proxy.console import SECURITY_HEADERS, add_console_routes, is_console_route
 from proxy.errors import ERROR_HEADER, ProxyError, build_error_body
 from proxy.exchange import Exchange
@@ -24,7 +25,6 @@ from proxy.history import build_record
 from proxy.metrics import METRICS_CONTENT_TYPE
 from proxy.observability import CURRENT_PROFILE, log_access, pick_request_id
 from proxy.retries import TransientPolicy
-from proxy.schema import DEFAULT_PROFILE, Config, ConfigError
 from proxy.state import (
     ProcessState,
     ProfileState,

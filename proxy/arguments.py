@@ -7,7 +7,7 @@ import argparse
 from typing import Any, NoReturn
 
 from proxy import __version__
-from proxy.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR
+from proxy.config.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR
 
 PROG = "criteo-proxy"
 EXIT_FAILURE = 1

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from proxy.arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
-from proxy.config import load_config
-from proxy.schema import (
+from proxy.config.loader import load_config
+from proxy.config.schema import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
     DEFAULT_PROFILE,
@@ -250,10 +250,10 @@ async def _serve_demo(config: Config) -> None:
 
 
 def _authorize(args: argparse.Namespace) -> int:
+    from proxy.config.validation import validate_redirect_uri
     from proxy.consent import build_consent_url, parse_landing_url
     from proxy.grants import AuthorizationCodeGrant
     from proxy.token_store import TokenStore
-    from proxy.validation import validate_redirect_uri
 
     config = _load(args).profile(args.profile or DEFAULT_PROFILE)
     _configure_one_shot_logging(args, config)

@@ -9,8 +9,8 @@ from urllib.parse import unquote_plus
 
 from yarl import URL
 
-from proxy.addresses import parse_url
-from proxy.schema import ConfigError
+from proxy.config.addresses import parse_url
+from proxy.config.schema import ConfigError
 
 CONSENT_URL: Final = "https://consent.criteo.com/request"
 

@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from proxy.config.schema import Config, Secret
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.schema import Config, Secret
 
 
 @asynccontextmanager

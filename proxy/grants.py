@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from proxy.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
+from proxy.config.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
 from proxy.token_store import TokenStore, TokenStoreError
 from proxy.tokens import Token, TokenError
 

@@ -18,11 +18,11 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from proxy.addresses import parse_host, parse_origin
+from proxy.config.addresses import parse_host, parse_origin
+from proxy.config.schema import SecurityConfig
 from proxy.console_sessions import ConsoleSessions
 from proxy.errors import ProxyError
 from proxy.exchange import Exchange
-from proxy.schema import SecurityConfig
 
 RESERVED_PREFIX: Final = "/_proxy/"
 HEALTH_PATH: Final = "/_proxy/health"

@@ -18,8 +18,8 @@ from typing import Final, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from proxy.config.schema import LogFormat, LogLevel
 from proxy.exchange import RetryReason
-from proxy.schema import LogFormat, LogLevel
 
 _MAX_REQUEST_ID_LENGTH: Final = 128
 _MAX_BUFFERED_LINES: Final = 100_000

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from proxy.schema import TransientRetryConfig
+from proxy.config.schema import TransientRetryConfig
 
 FIRST_DELAY_SECONDS: Final = 0.25
 

@@ -19,7 +19,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from yarl import URL
 
-from proxy.schema import DEFAULT_PROFILE, Config, ConfigError, ListenConfig
+from proxy.config.schema import DEFAULT_PROFILE, Config, ConfigError, ListenConfig
 
 log = logging.getLogger("criteo_proxy.server")
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine
 
 from proxy.app import build_app
-from proxy.schema import DEFAULT_PROFILE, Config
+from proxy.config.schema import DEFAULT_PROFILE, Config
 from proxy.server import RunningServer, start_server, stop_servers
 from proxy.state import build_process_state
 from proxy.upstream import build_session

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from proxy.config.schema import Config
 from proxy.history import History
 from proxy.metrics import Metrics, ProfileMetrics
 from proxy.pacing import Pacer
-from proxy.schema import Config
 from proxy.tokens import TokenProvider
 from proxy.upstream import Clock
 from proxy.versions import ApiVersions

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from yarl import URL
 
-from proxy.addresses import parse_url
-from proxy.schema import Config, ListenConfig
+from proxy.config.addresses import parse_url
+from proxy.config.schema import Config, ListenConfig
 
 _TIMEOUT_SECONDS = 5.0
 _LAST_REQUESTS = 20

@@ -13,8 +13,8 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from proxy.config.schema import Config, CredentialsConfig, UpstreamConfig
 from proxy.grants import ClientCredentialsGrant, RefreshTokenGrant
-from proxy.schema import Config, CredentialsConfig, UpstreamConfig
 from proxy.token_store import TokenStore
 from proxy.tokens import Grant, TokenProvider
 

@@ -19,9 +19,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import build_app
-from proxy.config import parse_config
+from proxy.config.loader import parse_config
+from proxy.config.schema import Config
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.schema import Config
 from proxy.server import ProxyRunner, build_server_options
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import trustme
 
-from proxy.config import load_config, parse_config
-from proxy.schema import Config, ConfigError, Secret
+from proxy.config.loader import load_config, parse_config
+from proxy.config.schema import Config, ConfigError, Secret
 
 SECRET = "file-s3cret-e9b1c7"
 API_KEY = "inbound-key-5d0a88"

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from proxy.addresses import parse_host
 from proxy.app import build_app
-from proxy.config import parse_config
+from proxy.config.addresses import parse_host
+from proxy.config.loader import parse_config
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.forward import build_upstream_url
 from proxy.guards import GuardPolicy, is_host_allowed, parse_request_target

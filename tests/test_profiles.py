@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.config import parse_config
+from proxy.config.loader import parse_config
+from proxy.config.schema import ConfigError
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.schema import ConfigError
 from tests.conftest import CliServer, assert_absent, assert_one_line_error, clean_env, run_cli
 
 StartCliServer = Callable[..., Awaitable[CliServer]]

@@ -22,9 +22,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
 from proxy.app import TOKENS
+from proxy.config.schema import Secret
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.grants import ClientCredentialsGrant
-from proxy.schema import Secret
 from proxy.tokens import TokenProvider
 from tests.conftest import ManualClock, StartProxy
 

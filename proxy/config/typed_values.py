@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Final, Literal, Union
 
-from proxy.schema import ConfigError, Secret
+from proxy.config.schema import ConfigError, Secret
 
 _ENV_REFERENCE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

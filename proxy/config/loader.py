@@ -17,8 +17,8 @@ from typing import Final
 
 import yaml
 
-from proxy.profiles import check_profiles_apart, merge_profiles
-from proxy.schema import (
+from proxy.config.profiles import check_profiles_apart, merge_profiles
+from proxy.config.schema import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
     CONFIG_ENV_VAR,
@@ -28,8 +28,8 @@ from proxy.schema import (
     CredentialsConfig,
     Secret,
 )
-from proxy.typed_values import parse_section, type_name
-from proxy.validation import validate_config
+from proxy.config.typed_values import parse_section, type_name
+from proxy.config.validation import validate_config
 
 _SECTIONS: Final[dict[str, type]] = {
     f.name: typing.get_type_hints(Config)[f.name]

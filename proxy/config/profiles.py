@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from proxy.schema import DEFAULT_PROFILE, Config, ConfigError
+from proxy.config.schema import DEFAULT_PROFILE, Config, ConfigError
 
 PROFILE_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 OVERRIDABLE: Final = (

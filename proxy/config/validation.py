@@ -6,8 +6,8 @@ import re
 import ssl
 from typing import Final
 
-from proxy.addresses import parse_host, parse_origin, parse_url
-from proxy.schema import Config, ConfigError
+from proxy.config.addresses import parse_host, parse_origin, parse_url
+from proxy.config.schema import Config, ConfigError
 
 # The history is memory only: bounded in count here, and in bytes by history.py.
 MAX_CONSOLE_HISTORY: Final = 100_000
