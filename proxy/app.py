@@ -22,8 +22,8 @@ from proxy.forward import Forwarder, ForwardSettings, is_oauth_path
 from proxy.guards import GuardPolicy, admit
 from proxy.headers import REQUEST_ID_HEADER, add_cors_headers
 from proxy.history import build_record
-from proxy.metrics import METRICS_CONTENT_TYPE
-from proxy.observability import CURRENT_PROFILE, log_access, pick_request_id
+from proxy.observability.logs import CURRENT_PROFILE, log_access, pick_request_id
+from proxy.observability.metrics import METRICS_CONTENT_TYPE
 from proxy.retries import TransientPolicy
 from proxy.state import (
     ProcessState,

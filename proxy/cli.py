@@ -68,7 +68,7 @@ _output = _Output()
 
 def _say(message: str, *, stream: TextIO, level: str = "info", **fields: object) -> None:
     if _output.json:
-        from proxy.observability import build_json_line
+        from proxy.observability.logs import build_json_line
 
         line = build_json_line(time.time(), level, log.name, message, fields)
     else:
@@ -98,7 +98,7 @@ def _load(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from proxy.observability import configure_logging
+    from proxy.observability.logs import configure_logging
     from proxy.serving import run_event_loop, serve
 
     config = _load(args)
@@ -124,7 +124,7 @@ def _exit_now() -> None:
 
 def _configure_one_shot_logging(args: argparse.Namespace, config: Config) -> None:
     """check and token say what matters themselves; logs only when asked with --log-level."""
-    from proxy.observability import configure_logging
+    from proxy.observability.logs import configure_logging
 
     level = config.logging.level if "log_level" in args else "error"
     configure_logging(level, config.logging.format)
@@ -218,7 +218,7 @@ async def _fetch_token(config: Config, grant: Grant | None) -> Token:
 
 def _demo(args: argparse.Namespace) -> int:
     from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-    from proxy.observability import configure_logging
+    from proxy.observability.logs import configure_logging
     from proxy.serving import run_event_loop
 
     # The demo never uses real credentials, even when they are in the environment.

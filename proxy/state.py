@@ -16,7 +16,7 @@ import aiohttp
 
 from proxy.config.schema import Config
 from proxy.history import History
-from proxy.metrics import Metrics, ProfileMetrics
+from proxy.observability.metrics import Metrics, ProfileMetrics
 from proxy.pacing import Pacer
 from proxy.tokens import TokenProvider
 from proxy.upstream import Clock

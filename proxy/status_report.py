@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proxy.observability import escape_unprintable
+from proxy.observability.logs import escape_unprintable
 from proxy.status_client import StatusReport
 
 

@@ -15,7 +15,7 @@ from typing import Final
 
 from multidict import CIMultiDictProxy
 
-from proxy.metrics import ProfileMetrics
+from proxy.observability.metrics import ProfileMetrics
 
 log = logging.getLogger("criteo_proxy.forward")
 
