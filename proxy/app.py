@@ -31,7 +31,7 @@ from proxy.state import (
     build_process_state,
     build_profile_state,
 )
-from proxy.tokens import TokenError, TokenProvider
+from proxy.tokens.provider import TokenError, TokenProvider
 from proxy.upstream import Clock, build_session, build_token_provider, env_proxy_for
 
 log = logging.getLogger("criteo_proxy.app")

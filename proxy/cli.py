@@ -25,12 +25,12 @@ from proxy.config.schema import (
     Config,
     ConfigError,
 )
-from proxy.token_cache import TokenCache, default_cache_path
+from proxy.tokens.command_cache import TokenCache, default_cache_path
 
 # The rest of the package (aiohttp above all) is imported by the commands that use
 # it: `criteo-proxy token` answering from its cache starts in a third of the time.
 if TYPE_CHECKING:
-    from proxy.tokens import Grant, Token
+    from proxy.tokens.provider import Grant, Token
 
 log = logging.getLogger("criteo_proxy.cli")
 
@@ -161,7 +161,7 @@ def _check_one(config: Config) -> int:
 
 def _check_line(config: Config) -> bool:
     """One profile, one line on stdout: OK with what it found, or FAILED and why."""
-    from proxy.tokens import TokenError
+    from proxy.tokens.provider import TokenError
 
     listen = config.listen.unix_socket or f"{config.listen.host}:{config.listen.port}"
     found = f"{config.credentials.grant_type}, client id {config.credentials.client_id}, {listen}"
@@ -201,7 +201,7 @@ def _fetch_token_or_fail(
     config: Config, grant: Grant | None = None, *, failure_prefix: str = ""
 ) -> Token:
     """One token for a one-shot command; a refusal is its one-line failure (exit 1)."""
-    from proxy.tokens import TokenError
+    from proxy.tokens.provider import TokenError
 
     try:
         return asyncio.run(_fetch_token(config, grant))
@@ -251,9 +251,9 @@ async def _serve_demo(config: Config) -> None:
 
 def _authorize(args: argparse.Namespace) -> int:
     from proxy.config.validation import validate_redirect_uri
-    from proxy.consent import build_consent_url, parse_landing_url
-    from proxy.grants import AuthorizationCodeGrant
-    from proxy.token_store import TokenStore
+    from proxy.tokens.consent import build_consent_url, parse_landing_url
+    from proxy.tokens.grants import AuthorizationCodeGrant
+    from proxy.tokens.store import TokenStore
 
     config = _load(args).profile(args.profile or DEFAULT_PROFILE)
     _configure_one_shot_logging(args, config)

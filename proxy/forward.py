@@ -25,7 +25,7 @@ from proxy.observability.metrics import ProfileMetrics
 from proxy.pacing import Pacer, RateLimited, Window
 from proxy.request_body import NO_BODY, RequestBody, body_timeout, body_too_large
 from proxy.retries import Failure, TransientPolicy, failure_reason, retry_delay
-from proxy.tokens import Token, TokenProvider
+from proxy.tokens.provider import Token, TokenProvider
 from proxy.versions import ApiVersions
 
 log = logging.getLogger("criteo_proxy.forward")

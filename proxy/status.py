@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 
 from proxy import __version__
-from proxy.grants import RefreshTokenGrant
 from proxy.history import format_utc
 from proxy.state import ProcessState, ProfileState
+from proxy.tokens.grants import RefreshTokenGrant
 
 
 def build_status(process: ProcessState, *, fallback_listen: str = "") -> dict[str, object]:

@@ -14,9 +14,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config.schema import Config, CredentialsConfig, UpstreamConfig
-from proxy.grants import ClientCredentialsGrant, RefreshTokenGrant
-from proxy.token_store import TokenStore
-from proxy.tokens import Grant, TokenProvider
+from proxy.tokens.grants import ClientCredentialsGrant, RefreshTokenGrant
+from proxy.tokens.provider import Grant, TokenProvider
+from proxy.tokens.store import TokenStore
 
 Clock = Callable[[], float]
 

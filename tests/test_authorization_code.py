@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.token_store import TokenStore
+from proxy.tokens.store import TokenStore
 from tests import conftest
 from tests.conftest import (
     CliResult,

@@ -24,8 +24,8 @@ from multidict import CIMultiDict
 from proxy.app import TOKENS
 from proxy.config.schema import Secret
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.grants import ClientCredentialsGrant
-from proxy.tokens import TokenProvider
+from proxy.tokens.grants import ClientCredentialsGrant
+from proxy.tokens.provider import TokenProvider
 from tests.conftest import ManualClock, StartProxy
 
 ME = "/2025-10/advertisers/me"

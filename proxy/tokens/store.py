@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from proxy.config.schema import ConfigError
-from proxy.private_files import write_private_file
+from proxy.tokens.private_files import write_private_file
 
 _FORMAT_VERSION: Final = 1
 _AUTHORIZE_HINT: Final = "run `criteo-proxy authorize` to create it"

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from proxy.private_files import write_private_file
+from proxy.tokens.private_files import write_private_file
 
 log = logging.getLogger("criteo_proxy.token_cache")
 

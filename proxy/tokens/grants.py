@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from proxy.config.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
-from proxy.token_store import TokenStore, TokenStoreError
-from proxy.tokens import Token, TokenError
+from proxy.tokens.provider import Token, TokenError
+from proxy.tokens.store import TokenStore, TokenStoreError
 
 log = logging.getLogger("criteo_proxy.tokens")
 
