@@ -22,7 +22,7 @@ from proxy.errors import ProxyError, UpstreamFailure, upstream_errors
 from proxy.exchange import Exchange
 from proxy.headers import build_upstream_headers
 from proxy.observability.metrics import ProfileMetrics
-from proxy.pacing import Pacer, RateLimited, Window
+from proxy.ratelimit.pacer import Pacer, RateLimited, Window
 from proxy.request_body import NO_BODY, RequestBody, body_timeout, body_too_large
 from proxy.retries import Failure, TransientPolicy, failure_reason, retry_delay
 from proxy.tokens.provider import Token, TokenProvider

@@ -17,7 +17,7 @@ import aiohttp
 from proxy.config.schema import Config
 from proxy.history import History
 from proxy.observability.metrics import Metrics, ProfileMetrics
-from proxy.pacing import Pacer
+from proxy.ratelimit.pacer import Pacer
 from proxy.tokens.provider import TokenProvider
 from proxy.upstream import Clock
 from proxy.versions import ApiVersions

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from proxy.contention import Contention
 from proxy.fakes.criteo import FakeCriteo
-from proxy.quota import RESET_MARGIN_SECONDS, Quota, WindowState
+from proxy.ratelimit.contention import Contention
+from proxy.ratelimit.quota import RESET_MARGIN_SECONDS, Quota, WindowState
 from tests.conftest import ManualClock, StartProxy
 
 RESET = 1_800_000_010.0  # the window of the ManualClock's start (1_800_000_000)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from proxy.quota import RESET_MARGIN_SECONDS, Quota, WindowState
+from proxy.ratelimit.quota import RESET_MARGIN_SECONDS, Quota, WindowState
 
 log = logging.getLogger("criteo_proxy.pacing")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from proxy.contention import Contention
+from proxy.ratelimit.contention import Contention
 
 # Released this long after the announced reset: our clock and Criteo's differ a little,
 # and a request that arrives a hair early is a certain 429.
