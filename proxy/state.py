@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from proxy.config.schema import Config
+from proxy.forwarding.upstream import Clock
+from proxy.forwarding.versions import ApiVersions
 from proxy.history import History
 from proxy.observability.metrics import Metrics, ProfileMetrics
 from proxy.ratelimit.pacer import Pacer
 from proxy.tokens.provider import TokenProvider
-from proxy.upstream import Clock
-from proxy.versions import ApiVersions
 
 
 @dataclass(slots=True, eq=False)

@@ -27,9 +27,9 @@ from proxy.app import build_app
 from proxy.config.addresses import parse_host
 from proxy.config.loader import parse_config
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.forward import build_upstream_url
+from proxy.forwarding.forwarder import build_upstream_url
+from proxy.forwarding.headers import HOP_BY_HOP, build_upstream_headers
 from proxy.guards import GuardPolicy, is_host_allowed, parse_request_target
-from proxy.headers import HOP_BY_HOP, build_upstream_headers
 from proxy.server import ProxyRunner, build_server_options
 from tests.conftest import StartProxy, raw_request
 

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config.schema import TransientRetryConfig
 from proxy.fakes.criteo import FakeCriteo
-from proxy.retries import TransientPolicy, parse_retry_after, retry_delay
+from proxy.forwarding.retries import TransientPolicy, parse_retry_after, retry_delay
 from tests.conftest import StartProxy
 
 API = "/2025-10/echo/flaky"

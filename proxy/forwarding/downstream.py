@@ -22,8 +22,8 @@ from multidict import CIMultiDict
 
 from proxy.errors import describe, upstream_errors
 from proxy.exchange import Exchange
-from proxy.headers import add_cors_headers, build_downstream_headers
-from proxy.request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
+from proxy.forwarding.headers import add_cors_headers, build_downstream_headers
+from proxy.forwarding.request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
 
 log = logging.getLogger("criteo_proxy.forward")
 

@@ -17,16 +17,16 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from proxy.downstream import stream_back
 from proxy.errors import ProxyError, UpstreamFailure, upstream_errors
 from proxy.exchange import Exchange
-from proxy.headers import build_upstream_headers
+from proxy.forwarding.downstream import stream_back
+from proxy.forwarding.headers import build_upstream_headers
+from proxy.forwarding.request_body import NO_BODY, RequestBody, body_timeout, body_too_large
+from proxy.forwarding.retries import Failure, TransientPolicy, failure_reason, retry_delay
+from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import ProfileMetrics
 from proxy.ratelimit.pacer import Pacer, RateLimited, Window
-from proxy.request_body import NO_BODY, RequestBody, body_timeout, body_too_large
-from proxy.retries import Failure, TransientPolicy, failure_reason, retry_delay
 from proxy.tokens.provider import Token, TokenProvider
-from proxy.versions import ApiVersions
 
 log = logging.getLogger("criteo_proxy.forward")
 
