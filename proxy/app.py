@@ -15,7 +15,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.config.schema import DEFAULT_PROFILE, Config, ConfigError
-from proxy.console import SECURITY_HEADERS, add_console_routes, is_console_route
+from proxy.console.history import build_record
+from proxy.console.routes import SECURITY_HEADERS, add_console_routes, is_console_route
 from proxy.errors import ERROR_HEADER, ProxyError, build_error_body
 from proxy.exchange import Exchange
 from proxy.forwarding.forwarder import Forwarder, ForwardSettings, is_oauth_path
@@ -23,7 +24,6 @@ from proxy.forwarding.headers import REQUEST_ID_HEADER, add_cors_headers
 from proxy.forwarding.retries import TransientPolicy
 from proxy.forwarding.upstream import Clock, build_session, build_token_provider, env_proxy_for
 from proxy.guards import GuardPolicy, admit
-from proxy.history import build_record
 from proxy.observability.logs import CURRENT_PROFILE, log_access, pick_request_id
 from proxy.observability.metrics import METRICS_CONTENT_TYPE
 from proxy.state import (

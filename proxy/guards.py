@@ -20,7 +20,7 @@ from yarl import URL
 
 from proxy.config.addresses import parse_host, parse_origin
 from proxy.config.schema import SecurityConfig
-from proxy.console_sessions import ConsoleSessions
+from proxy.console.sessions import ConsoleSessions
 from proxy.errors import ProxyError
 from proxy.exchange import Exchange
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from proxy.config.schema import Config
+from proxy.console.history import History
 from proxy.forwarding.upstream import Clock
 from proxy.forwarding.versions import ApiVersions
-from proxy.history import History
 from proxy.observability.metrics import Metrics, ProfileMetrics
 from proxy.ratelimit.pacer import Pacer
 from proxy.tokens.provider import TokenProvider

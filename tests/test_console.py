@@ -18,9 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from proxy.console.history import History, RequestRecord, build_record
 from proxy.exchange import Exchange
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.history import History, RequestRecord, build_record
 from tests.conftest import StartProxy, assert_one_line_error, clean_env, raw_request, run_cli
 
 RECORD_FIELDS = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from proxy import __version__
-from proxy.history import format_utc
+from proxy.console.history import format_utc
 from proxy.state import ProcessState, ProfileState
 from proxy.tokens.grants import RefreshTokenGrant
 

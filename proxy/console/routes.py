@@ -1,6 +1,6 @@
 """The console's routes: the page, its assets, /_proxy/status and /_proxy/requests.
 
-The page is static (``proxy/static``, shipped in the wheel: no CDN, no web font)
+The page is static (``static/``, shipped in the wheel: no CDN, no web font)
 and reads only the two JSON documents, so any tool can read them too. Every
 answer carries a strict Content-Security-Policy (no inline script, nothing from
 elsewhere); the page inserts every value as text.
@@ -16,10 +16,10 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.console.status import build_status
 from proxy.errors import ProxyError
 from proxy.guards import CONSOLE_KEY_PARAMETER, CONSOLE_ROUTES, GuardPolicy, has_valid_proxy_key
 from proxy.state import ProcessState, ProfileState
-from proxy.status import build_status
 
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
@@ -42,7 +42,7 @@ def is_console_route(request: web.Request) -> bool:
 
 
 def _read_asset(name: str) -> bytes:
-    return importlib.resources.files("proxy").joinpath("static", name).read_bytes()
+    return importlib.resources.files("proxy.console").joinpath("static", name).read_bytes()
 
 
 def _json(document: object) -> web.Response:
