@@ -99,7 +99,7 @@ def _load(
 
 def _run(args: argparse.Namespace) -> int:
     from proxy.observability.logs import configure_logging
-    from proxy.serving import run_event_loop, serve
+    from proxy.server.serving import run_event_loop, serve
 
     config = _load(args)
     _output.json = config.logging.format == "json"
@@ -219,7 +219,7 @@ async def _fetch_token(config: Config, grant: Grant | None) -> Token:
 def _demo(args: argparse.Namespace) -> int:
     from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from proxy.observability.logs import configure_logging
-    from proxy.serving import run_event_loop
+    from proxy.server.serving import run_event_loop
 
     # The demo never uses real credentials, even when they are in the environment.
     environ = dict(os.environ)
@@ -232,7 +232,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 async def _serve_demo(config: Config) -> None:
     from proxy.demo import build_demo_config, running_fake_criteo
-    from proxy.serving import serve
+    from proxy.server.serving import serve
 
     async with running_fake_criteo() as fake_url:
 

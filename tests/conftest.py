@@ -18,11 +18,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import build_app
 from proxy.config.loader import parse_config
 from proxy.config.schema import Config
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from proxy.server import ProxyRunner, build_server_options
+from proxy.server.app import build_app
+from proxy.server.listeners import ProxyRunner, build_server_options
 
 
 class ManualClock:

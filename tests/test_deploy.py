@@ -30,10 +30,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from proxy.app import build_app
 from proxy.config.loader import load_config, parse_config
 from proxy.config.schema import CLIENT_ID_ENV_VAR, CONFIG_ENV_VAR, Config, CredentialsConfig
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.server.app import build_app
 from proxy.tokens.store import TokenStore
 from tests import conftest
 from tests.conftest import StartProxy, clean_env

@@ -23,14 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from proxy.app import build_app
 from proxy.config.addresses import parse_host
 from proxy.config.loader import parse_config
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.forwarding.forwarder import build_upstream_url
 from proxy.forwarding.headers import HOP_BY_HOP, build_upstream_headers
-from proxy.guards import GuardPolicy, is_host_allowed, parse_request_target
-from proxy.server import ProxyRunner, build_server_options
+from proxy.server.app import build_app
+from proxy.server.guards import GuardPolicy, is_host_allowed, parse_request_target
+from proxy.server.listeners import ProxyRunner, build_server_options
 from tests.conftest import StartProxy, raw_request
 
 

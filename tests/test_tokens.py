@@ -21,9 +21,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
-from proxy.app import TOKENS
 from proxy.config.schema import Secret
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.server.app import TOKENS
 from proxy.tokens.grants import ClientCredentialsGrant
 from proxy.tokens.provider import TokenProvider
 from tests.conftest import ManualClock, StartProxy

@@ -18,8 +18,13 @@ from aiohttp.typedefs import Handler
 
 from proxy.console.status import build_status
 from proxy.errors import ProxyError
-from proxy.guards import CONSOLE_KEY_PARAMETER, CONSOLE_ROUTES, GuardPolicy, has_valid_proxy_key
-from proxy.state import ProcessState, ProfileState
+from proxy.server.guards import (
+    CONSOLE_KEY_PARAMETER,
+    CONSOLE_ROUTES,
+    GuardPolicy,
+    has_valid_proxy_key,
+)
+from proxy.server.state import ProcessState, ProfileState
 
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",

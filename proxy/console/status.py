@@ -10,7 +10,7 @@ import time
 
 from proxy import __version__
 from proxy.console.history import format_utc
-from proxy.state import ProcessState, ProfileState
+from proxy.server.state import ProcessState, ProfileState
 from proxy.tokens.grants import RefreshTokenGrant
 
 

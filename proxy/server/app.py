@@ -23,10 +23,10 @@ from proxy.forwarding.forwarder import Forwarder, ForwardSettings, is_oauth_path
 from proxy.forwarding.headers import REQUEST_ID_HEADER, add_cors_headers
 from proxy.forwarding.retries import TransientPolicy
 from proxy.forwarding.upstream import Clock, build_session, build_token_provider, env_proxy_for
-from proxy.guards import GuardPolicy, admit
 from proxy.observability.logs import CURRENT_PROFILE, log_access, pick_request_id
 from proxy.observability.metrics import METRICS_CONTENT_TYPE
-from proxy.state import (
+from proxy.server.guards import GuardPolicy, admit
+from proxy.server.state import (
     ProcessState,
     ProfileState,
     build_process_state,

@@ -12,11 +12,11 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 
-from proxy.app import build_app
 from proxy.config.schema import DEFAULT_PROFILE, Config
 from proxy.forwarding.upstream import build_session
-from proxy.server import RunningServer, start_server, stop_servers
-from proxy.state import build_process_state
+from proxy.server.app import build_app
+from proxy.server.listeners import RunningServer, start_server, stop_servers
+from proxy.server.state import build_process_state
 
 log = logging.getLogger("criteo_proxy.cli")
 
