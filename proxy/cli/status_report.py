@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from proxy.cli.status_client import StatusReport
 from proxy.observability.logs import escape_unprintable
-from proxy.status_client import StatusReport
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from proxy.arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
+from proxy.cli.arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
 from proxy.config.loader import load_config
 from proxy.config.schema import (
     CLIENT_ID_ENV_VAR,
@@ -231,7 +231,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _serve_demo(config: Config) -> None:
-    from proxy.demo import build_demo_config, running_fake_criteo
+    from proxy.cli.demo import build_demo_config, running_fake_criteo
     from proxy.server.serving import serve
 
     async with running_fake_criteo() as fake_url:
@@ -301,8 +301,8 @@ def _authorize(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from proxy.status_client import StatusUnavailable, build_status_target, fetch_status
-    from proxy.status_report import render_report
+    from proxy.cli.status_client import StatusUnavailable, build_status_target, fetch_status
+    from proxy.cli.status_report import render_report
 
     # It asks the proxy, not Criteo: no credentials needed.
     config = _load(args, require_credentials=False).profile(args.profile or DEFAULT_PROFILE)
