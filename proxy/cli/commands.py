@@ -210,7 +210,8 @@ def _fetch_token_or_fail(
 
 
 async def _fetch_token(config: Config, grant: Grant | None) -> Token:
-    from proxy.forwarding.upstream import build_session, build_token_provider
+    from proxy.forwarding.upstream import build_session
+    from proxy.tokens.grants import build_token_provider
 
     async with build_session(config.upstream) as session:
         return await build_token_provider(config, session, grant=grant).get_token()

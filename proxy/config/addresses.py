@@ -7,6 +7,8 @@ only through here.
 
 from __future__ import annotations
 
+import urllib.request
+
 from yarl import URL
 
 
@@ -51,3 +53,18 @@ def parse_origin(origin: str) -> str | None:
         host = f"[{host}]"
     port = f":{url.explicit_port}" if url.explicit_port is not None else ""
     return f"{url.scheme}://{host.lower()}{port}"
+
+
+def env_proxy_for(url: str) -> str | None:
+    """The HTTPS_PROXY / HTTP_PROXY for URL, unless NO_PROXY exempts its host.
+
+    Resolved once, with the standard library's rules, instead of aiohttp's
+    ``trust_env``, which would also read ~/.netrc and add its credentials.
+    """
+    parsed = URL(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parsed.scheme or "")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(parsed.host or "", proxies):
+        return None
+    return proxy

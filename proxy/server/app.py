@@ -14,6 +14,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.config.addresses import env_proxy_for
 from proxy.config.schema import DEFAULT_PROFILE, Config, ConfigError
 from proxy.console.history import build_record
 from proxy.console.routes import SECURITY_HEADERS, add_console_routes, is_console_route
@@ -22,7 +23,7 @@ from proxy.exchange import Exchange
 from proxy.forwarding.forwarder import Forwarder, ForwardSettings, is_oauth_path
 from proxy.forwarding.headers import REQUEST_ID_HEADER, add_cors_headers
 from proxy.forwarding.retries import TransientPolicy
-from proxy.forwarding.upstream import Clock, build_session, build_token_provider, env_proxy_for
+from proxy.forwarding.upstream import build_session
 from proxy.observability.logs import CURRENT_PROFILE, log_access, pick_request_id
 from proxy.observability.metrics import METRICS_CONTENT_TYPE
 from proxy.server.guards import GuardPolicy, admit
@@ -32,7 +33,8 @@ from proxy.server.state import (
     build_process_state,
     build_profile_state,
 )
-from proxy.tokens.provider import TokenError, TokenProvider
+from proxy.tokens.grants import build_token_provider
+from proxy.tokens.provider import Clock, TokenError, TokenProvider
 
 log = logging.getLogger("criteo_proxy.app")
 

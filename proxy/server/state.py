@@ -16,11 +16,10 @@ import aiohttp
 
 from proxy.config.schema import Config
 from proxy.console.history import History
-from proxy.forwarding.upstream import Clock
 from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import Metrics, ProfileMetrics
 from proxy.ratelimit.pacer import Pacer
-from proxy.tokens.provider import TokenProvider
+from proxy.tokens.provider import Clock, TokenProvider
 
 
 @dataclass(slots=True, eq=False)

@@ -3,7 +3,8 @@
 client_credentials for most apps; authorization_code once (``criteo-proxy
 authorize``), then refresh_token at run time, keeping a rotated refresh token
 in the token store before its access token is used. Each says whom to blame
-when the endpoint says no, and which of its values are secrets.
+when the endpoint says no, and which of its values are secrets. ``build_token_provider``
+makes the provider that a config's credentials ask for.
 """
 
 from __future__ import annotations
@@ -11,11 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from proxy.config.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, Secret
-from proxy.tokens.provider import Token, TokenError
+import aiohttp
+
+from proxy.config.addresses import env_proxy_for
+from proxy.config.schema import (
+    CLIENT_ID_ENV_VAR,
+    CLIENT_SECRET_ENV_VAR,
+    Config,
+    CredentialsConfig,
+    Secret,
+)
+from proxy.tokens.provider import Clock, Grant, Token, TokenError, TokenProvider
 from proxy.tokens.store import TokenStore, TokenStoreError
 
 log = logging.getLogger("criteo_proxy.tokens")
@@ -162,3 +173,38 @@ class RefreshTokenGrant:
         else:
             self.stored_at = time.time()
             log.info("stored the rotated refresh token in %s", self._store.path)
+
+
+def build_grant(credentials: CredentialsConfig) -> Grant:
+    """The grant the server runs with; an unusable token store is a TokenStoreError here."""
+    if credentials.grant_type == "authorization_code":
+        return RefreshTokenGrant(
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret,
+            store=TokenStore(credentials.token_store),
+        )
+    return ClientCredentialsGrant(
+        client_id=credentials.client_id, client_secret=credentials.client_secret
+    )
+
+
+def build_token_provider(
+    config: Config,
+    session: aiohttp.ClientSession,
+    *,
+    clock: Clock = time.monotonic,
+    on_fetch: Callable[[bool], None] | None = None,
+    grant: Grant | None = None,
+) -> TokenProvider:
+    """The provider for CONFIG; GRANT replaces the configured one (``authorize``)."""
+    token_url = config.upstream.effective_token_url
+    return TokenProvider(
+        session,
+        grant or build_grant(config.credentials),
+        token_url=token_url,
+        margin_seconds=config.tokens.refresh_margin,
+        timeout_seconds=config.upstream.response_timeout,
+        http_proxy=env_proxy_for(token_url),
+        clock=clock,
+        on_fetch=on_fetch,
+    )

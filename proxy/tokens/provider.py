@@ -23,6 +23,8 @@ from proxy.errors import ErrorCode, ProxyError, describe
 
 log = logging.getLogger("criteo_proxy.tokens")
 
+Clock = Callable[[], float]  # seconds, monotonic: token lifetimes are measured on it
+
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 _MAX_TOKEN_ANSWER_BYTES: Final = 64 * 1024
 _MAX_EXPIRES_IN_SECONDS: Final = 366 * 24 * 3600  # rejects inf and absurd lifetimes
@@ -95,7 +97,7 @@ class TokenProvider:
         margin_seconds: float,
         timeout_seconds: float,
         http_proxy: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         on_fetch: Callable[[bool], None] | None = None,
     ) -> None:
         self._session = session
