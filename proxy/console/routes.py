@@ -11,21 +11,26 @@ from __future__ import annotations
 import importlib.resources
 import json
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.console.status import build_status
 from proxy.errors import ProxyError
-from proxy.server.guards import (
-    CONSOLE_KEY_PARAMETER,
-    CONSOLE_ROUTES,
-    GuardPolicy,
-    has_valid_proxy_key,
-)
-from proxy.server.state import ProcessState, ProfileState
 
+if TYPE_CHECKING:  # the server hands its state and policy in: the console never imports it
+    from proxy.server.guards import GuardPolicy
+    from proxy.server.state import ProcessState, ProfileState
+
+# The console's routes (as the router names them), and the pages a browser opens.
+CONSOLE_PAGES: Final = frozenset({"/_proxy/", "/_proxy/console"})
+CONSOLE_ROUTES: Final = CONSOLE_PAGES | {
+    "/_proxy/status",
+    "/_proxy/requests",
+    "/_proxy/static/{name}",
+}
+CONSOLE_KEY_PARAMETER: Final = "key"
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -74,7 +79,7 @@ def add_console_routes(
             # A good key is swapped for a session cookie and dropped from the address
             # bar (and the browser's history) at once. A wrong one opens nothing, even
             # for a browser that has a session already.
-            if not has_valid_proxy_key(policy, offered):
+            if not policy.has_valid_proxy_key(offered):
                 raise ProxyError(
                     401, "proxy_key_required", f"?{CONSOLE_KEY_PARAMETER}= is not a valid key"
                 )

@@ -7,11 +7,14 @@ token, a secret or a key.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from proxy import __version__
 from proxy.console.history import format_utc
-from proxy.server.state import ProcessState, ProfileState
 from proxy.tokens.grants import RefreshTokenGrant
+
+if TYPE_CHECKING:  # handed in by the server: the console never imports it
+    from proxy.server.state import ProcessState, ProfileState
 
 
 def build_status(process: ProcessState, *, fallback_listen: str = "") -> dict[str, object]:

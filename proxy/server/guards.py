@@ -20,6 +20,7 @@ from yarl import URL
 
 from proxy.config.addresses import parse_host, parse_origin
 from proxy.config.schema import SecurityConfig
+from proxy.console.routes import CONSOLE_KEY_PARAMETER, CONSOLE_PAGES, CONSOLE_ROUTES
 from proxy.console.sessions import ConsoleSessions
 from proxy.errors import ProxyError
 from proxy.exchange import Exchange
@@ -27,14 +28,6 @@ from proxy.exchange import Exchange
 RESERVED_PREFIX: Final = "/_proxy/"
 HEALTH_PATH: Final = "/_proxy/health"
 PROXY_KEY_HEADER: Final = "X-Proxy-Key"
-# The console's routes (as the router names them), and the pages a browser opens.
-CONSOLE_PAGES: Final = frozenset({"/_proxy/", "/_proxy/console"})
-CONSOLE_ROUTES: Final = CONSOLE_PAGES | {
-    "/_proxy/status",
-    "/_proxy/requests",
-    "/_proxy/static/{name}",
-}
-CONSOLE_KEY_PARAMETER: Final = "key"
 _MAX_HOST_VERDICTS: Final = 64
 READ_ONLY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Paths that read differently along the way (here, at gateways, at Criteo): encoded
@@ -77,6 +70,14 @@ class GuardPolicy:
             api_keys=tuple(key.reveal().encode() for key in security.api_keys),
             console_sessions=ConsoleSessions(console_cookie),
         )
+
+    def has_valid_proxy_key(self, offered: str | None) -> bool:
+        """Constant-time comparison against every configured key."""
+        candidate = (offered or "").encode()
+        matched = False
+        for key in self.api_keys:
+            matched |= hmac.compare_digest(candidate, key)
+        return matched
 
 
 def is_host_allowed(policy: GuardPolicy, host_header: str) -> bool:
@@ -176,15 +177,6 @@ def check_browser_origin(policy: GuardPolicy, headers: CIMultiDictProxy[str]) ->
     )
 
 
-def has_valid_proxy_key(policy: GuardPolicy, offered: str | None) -> bool:
-    """Constant-time comparison against every configured key."""
-    candidate = (offered or "").encode()
-    matched = False
-    for key in policy.api_keys:
-        matched |= hmac.compare_digest(candidate, key)
-    return matched
-
-
 def has_console_access(policy: GuardPolicy, request: web.Request, route_path: str) -> bool:
     """A console path with our session cookie, or a console page bringing the key once."""
     if route_path not in CONSOLE_ROUTES:
@@ -193,9 +185,7 @@ def has_console_access(policy: GuardPolicy, request: web.Request, route_path: st
         return True
     offered = request.query.get(CONSOLE_KEY_PARAMETER)
     return (
-        route_path in CONSOLE_PAGES
-        and offered is not None
-        and (has_valid_proxy_key(policy, offered))
+        route_path in CONSOLE_PAGES and offered is not None and policy.has_valid_proxy_key(offered)
     )
 
 
@@ -296,7 +286,7 @@ def admit(policy: GuardPolicy, request: web.Request, exchange: Exchange) -> web.
     needs_key = bool(policy.api_keys) and route_path != HEALTH_PATH
     if (
         needs_key
-        and not has_valid_proxy_key(policy, request.headers.get(PROXY_KEY_HEADER))
+        and not policy.has_valid_proxy_key(request.headers.get(PROXY_KEY_HEADER))
         and not has_console_access(policy, request, route_path)
     ):
         raise ProxyError(
