@@ -14,7 +14,7 @@ import time
 from typing import Final, NamedTuple
 
 from proxy.exchange import Exchange, RetryReason
-from proxy.observability.logs import redact_query
+from proxy.observability.access_log import redact_query
 
 MAX_HISTORY_BYTES: Final = 8 * 1024 * 1024
 _RECORD_OVERHEAD_BYTES: Final = 400  # the fixed fields of one record, roughly

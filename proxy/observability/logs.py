@@ -1,15 +1,15 @@
-"""Logging set-up, the access log and request ids."""
+"""Logging set-up: every line the proxy writes, text or JSON, to stderr from a writer thread.
+
+The access line (``access_log``) is written through ``line_writer`` once logging is
+configured, without a LogRecord per request."""
 
 from __future__ import annotations
 
 import atexit
 import collections
 import functools
-import itertools
 import json
 import logging
-import re
-import secrets
 import sys
 import threading
 import time
@@ -19,32 +19,13 @@ from typing import Final, TextIO
 from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.config.schema import LogFormat, LogLevel
-from proxy.exchange import RetryReason
 
-_MAX_REQUEST_ID_LENGTH: Final = 128
 _MAX_BUFFERED_LINES: Final = 100_000
-# A query value is masked when its key contains one of these (access_token, api_key, code...).
-_SECRET_QUERY_KEY: Final = re.compile(r"token|secret|password|key|code|auth", re.IGNORECASE)
-
-access_log = logging.getLogger("criteo_proxy.access")
+ACCESS_LOGGER: Final = "criteo_proxy.access"
 
 # The profile being served (DESIGN 9): set per request and for each profile's token
 # tasks; shown on every log line when profiles are configured.
 CURRENT_PROFILE: ContextVar[str | None] = ContextVar("criteo_proxy_profile", default=None)
-
-
-_SANE_REQUEST_ID: Final = re.compile(rf"[!-~]{{1,{_MAX_REQUEST_ID_LENGTH}}}")
-# Generated ids: a random per-process prefix and a counter (32 hex digits, like a UUID),
-# unique without paying for randomness on every request.
-_REQUEST_ID_PREFIX: Final = secrets.token_hex(8)
-_request_counter = itertools.count(1)
-
-
-def pick_request_id(offered: str | None) -> str:
-    """The client's X-Request-Id if it is a sane token (visible ASCII, at most 128), else ours."""
-    if offered and _SANE_REQUEST_ID.fullmatch(offered):
-        return offered
-    return f"{_REQUEST_ID_PREFIX}{next(_request_counter):016x}"
 
 
 def build_json_line(
@@ -116,7 +97,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         profile = getattr(record, "profile", None)
-        if profile is not None and record.name != access_log.name:  # the access line has it
+        if profile is not None and record.name != ACCESS_LOGGER:  # the access line has it
             message += f" profile={profile}"
         line = build_text_line(record.created, record.levelname, record.name, message)
         if record.exc_info:
@@ -210,72 +191,12 @@ def configure_logging(level: LogLevel, log_format: LogFormat, *, profiles: bool 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    global _access_sink
-    _access_sink = AccessLogSink(handler, log_format) if root.isEnabledFor(logging.INFO) else None
+    global line_writer
+    line_writer = LineWriter(handler, log_format) if root.isEnabledFor(logging.INFO) else None
 
 
-def redact_query(path_and_query: str) -> str:
-    """The path with query values whose key looks secret replaced by ``***``."""
-    if "?" not in path_and_query:  # most paths: one scan, no new string
-        return path_and_query
-    path, _sep, query = path_and_query.partition("?")
-    parts = []
-    for pair in query.split("&"):
-        key, eq, _value = pair.partition("=")
-        parts.append(f"{key}=***" if eq and _SECRET_QUERY_KEY.search(key) else pair)
-    return f"{path}?{'&'.join(parts)}"
-
-
-def log_access(
-    *,
-    method: str,
-    path_and_query: str,
-    status: int,
-    bytes_out: int,
-    duration_seconds: float,
-    upstream_seconds: float | None,
-    retried: RetryReason | None,
-    request_id: str,
-    profile: str | None = None,
-) -> None:
-    """One line per request, written after the answer (with PROFILE when profiles are set)."""
-    sink = _access_sink
-    if sink is None and not access_log.isEnabledFor(logging.INFO):
-        return
-    path = redact_query(path_and_query)
-    upstream_ms = None if upstream_seconds is None else round(upstream_seconds * 1000, 1)
-    duration_ms = round(duration_seconds * 1000, 1)
-    message = (
-        f"{method} {path} {status} {bytes_out}B {duration_ms}ms "
-        f"upstream={'-' if upstream_ms is None else f'{upstream_ms}ms'} "
-        f"retried={retried or 'no'} id={request_id}"
-    )
-    if profile is not None:
-        message += f" profile={profile}"
-    if sink is not None and not sink.json:  # a text line needs the message only
-        sink.write(message, None)
-        return
-    fields: dict[str, object] = {
-        "method": method,
-        "path": path,
-        "status": status,
-        "bytes": bytes_out,
-        "duration_ms": duration_ms,
-        "upstream_ms": upstream_ms,
-        "retried": retried is not None,
-        "retry_reason": retried,
-        "request_id": request_id,
-    }
-    if profile is not None:
-        fields["profile"] = profile
-    if sink is not None:
-        sink.write(message, fields)
-    else:
-        access_log.info("%s", message, extra={"fields": fields})
-
-
-class AccessLogSink:
-    """The access line straight into the log writer's batch, without a LogRecord.
+class LineWriter:
+    """INFO lines of one logger straight into the log writer's batch, without a LogRecord.
 
     Used once logging is configured for the server; the line is the one the
     formatters would make. Building a LogRecord per request was most of the
@@ -290,13 +211,14 @@ class AccessLogSink:
         """FIELDS: the line's fields, for JSON lines (text lines have the message only)."""
         now = time.time()
         if self.json:
-            line = build_json_line(now, "info", access_log.name, message, fields or {})
+            line = build_json_line(now, "info", ACCESS_LOGGER, message, fields or {})
         else:
-            line = build_text_line(now, "INFO", access_log.name, message)
+            line = build_text_line(now, "INFO", ACCESS_LOGGER, message)
         self._handler.write_line(line)
 
 
-_access_sink: AccessLogSink | None = None
+# Set by configure_logging when INFO lines are written: the access line's fast way out.
+line_writer: LineWriter | None = None
 
 
 @functools.lru_cache(maxsize=4)

@@ -24,8 +24,10 @@ from proxy.forwarding.forwarder import Forwarder, ForwardSettings, is_oauth_path
 from proxy.forwarding.headers import REQUEST_ID_HEADER, add_cors_headers
 from proxy.forwarding.retries import TransientPolicy
 from proxy.forwarding.upstream import build_session
-from proxy.observability.logs import CURRENT_PROFILE, log_access, pick_request_id
+from proxy.observability.access_log import log_access
+from proxy.observability.logs import CURRENT_PROFILE
 from proxy.observability.metrics import METRICS_CONTENT_TYPE
+from proxy.observability.request_ids import pick_request_id
 from proxy.server.guards import GuardPolicy, admit
 from proxy.server.state import (
     ProcessState,
