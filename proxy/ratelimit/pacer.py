@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +27,13 @@ log = logging.getLogger("criteo_proxy.pacing")
 LIMIT_HEADER: Final = "x-ratelimit-limit"
 REMAINING_HEADER: Final = "x-ratelimit-remaining"
 RESET_HEADER: Final = "x-ratelimit-reset"
+
+# Criteo's windows last a minute: a reset further ahead is not one of them (DESIGN 11
+# holds the fleet to the same bound), and one long past is no news of the current window.
+MAX_RESET_AHEAD_SECONDS: Final = 60.0
+MAX_RESET_AGO_SECONDS: Final = 60.0
+_COUNT: Final = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() and int() take more
+_EPOCH_SECONDS: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 
 # How long requests wait for the answer that will tell them the window, when none is
 # known yet (the first answer, or the first after a reset): then they go anyway.
@@ -41,8 +48,23 @@ class RateLimited(Exception):
         self.reset_at = reset_at
 
 
-def parse_window(headers: Mapping[str, str]) -> WindowState | None:
-    """The window an answer announces, or None if it carries no (valid) rate-limit headers."""
+def parse_window(headers: Mapping[str, str], *, now: float | None = None) -> WindowState | None:
+    """The window an answer announces, or None if it carries none that can be trusted."""
+    window = read_window(headers, now=now)
+    return window if isinstance(window, WindowState) else None
+
+
+def read_window(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> WindowState | str | None:
+    """The window an answer announces; None without rate-limit headers; for headers that
+    no window of Criteo's could carry, why they are implausible.
+
+    Implausible: not plain decimal (``int()`` would take ``²`` or Arabic digits),
+    ``remaining`` above ``limit``, or, given NOW (epoch seconds), a reset long past or
+    more than a minute ahead (one in milliseconds, or a year ahead, would hold the
+    bucket for good). An answer with ``limit`` alone is read as none, as before.
+    """
     limit_text = headers.get(LIMIT_HEADER)
     if limit_text is None:
         return None  # not metered: the common case costs this one lookup
@@ -50,13 +72,18 @@ def parse_window(headers: Mapping[str, str]) -> WindowState | None:
     reset_text = headers.get(RESET_HEADER)
     if remaining_text is None or reset_text is None:
         return None
-    try:
-        limit, remaining, reset_at = int(limit_text), int(remaining_text), float(reset_text)
-    except ValueError:
-        return None
-    if limit < 0 or remaining < 0 or not math.isfinite(reset_at):
-        return None
-    return WindowState(limit=limit, remaining=min(remaining, limit), reset_at=reset_at)
+    if not (_COUNT.fullmatch(limit_text) and _COUNT.fullmatch(remaining_text)):
+        return "counts that are not whole numbers"
+    if not _EPOCH_SECONDS.fullmatch(reset_text):
+        return "a reset that is not epoch seconds"
+    limit, remaining, reset_at = int(limit_text), int(remaining_text), float(reset_text)
+    if remaining > limit:
+        return f"{remaining} remaining of {limit}"
+    if now is not None and not (
+        now - MAX_RESET_AGO_SECONDS <= reset_at <= now + MAX_RESET_AHEAD_SECONDS
+    ):
+        return f"a reset {reset_at - now:+.0f} s from now"
+    return WindowState(limit=limit, remaining=remaining, reset_at=reset_at)
 
 
 def bucket_for(path: str) -> str:
@@ -96,6 +123,7 @@ class Window:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self.throttled = {"seen": 0, "retried": 0, "refused": 0}
+        self._warned_implausible = False
 
     def snapshot(self) -> WindowSnapshot:
         quota = self._quota
@@ -187,17 +215,34 @@ class Window:
             if headers is None or LIMIT_HEADER not in headers:
                 return  # still not metered: this one lookup is all it costs
             self._metered = True  # the sends in flight went uncounted: a one-off error
-        state = parse_window(headers) if headers is not None else None
+        state = None if headers is None else self._read_window(headers)
         if self._quota.answered(state):
             log.info(
                 "rate-limit window %s: Criteo counts calls that are not ours (another "
                 "process with these credentials?); spreading sends over each window",
                 self.name,
             )
-        if state is None and headers is not None and self._quota.state is None:
+        if state is None and headers is not None and not self._quota.is_current:
+            # No window before, or only one whose reset has passed and that no answer
+            # renewed: the upstream does not meter (any more). Pacing it on a window
+            # that is gone would hold every request for an answer that never says.
             self._metered = False
             self._quota.forget()
         self._release()
+
+    def _read_window(self, headers: Mapping[str, str]) -> WindowState | None:
+        window = read_window(headers, now=self._clock())
+        if isinstance(window, str):
+            if not self._warned_implausible:
+                self._warned_implausible = True
+                log.warning(
+                    "rate-limit window %s: ignoring implausible rate-limit headers (%s); "
+                    "only plausible answers pace this bucket (said once)",
+                    self.name,
+                    window,
+                )
+            return None
+        return window
 
     def _note_send(self) -> None:
         if self._metered:
@@ -271,8 +316,9 @@ class Pacer:
         return [window.snapshot() for window in self._windows.values()]
 
     def seconds_until_reset(self, headers: Mapping[str, str]) -> float | None:
-        """For a 429: how long until its window resets, if it says."""
-        state = parse_window(headers)
+        """For a 429: how long until its window resets, if it says so plausibly."""
+        now = self._clock()
+        state = parse_window(headers, now=now)
         if state is None:
             return None
-        return max(0.0, state.reset_at + RESET_MARGIN_SECONDS - self._clock())
+        return max(0.0, state.reset_at + RESET_MARGIN_SECONDS - now)

@@ -54,6 +54,13 @@ class Quota:
         state = self.state
         return state.reset_at if state is not None and math.isfinite(state.reset_at) else None
 
+    @property
+    def is_current(self) -> bool:
+        """Whether an answer named the window we count in (not one renewed by the clock)."""
+        self._renew_if_reset()
+        state = self.state
+        return state is not None and math.isfinite(state.reset_at)
+
     def may_send(self) -> bool:
         return self._clock() >= self._next_send_at()
 
@@ -109,6 +116,7 @@ class Quota:
 
     def forget(self) -> None:
         """No window after all (the bucket is not metered): nothing of ours is counted."""
+        self.state = None
         self._unanswered = self._sent_since_update = 0
         self._probing = False
 
