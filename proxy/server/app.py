@@ -132,7 +132,9 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
         warm_up.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await warm_up
-        await tokens.aclose()
+        deadline = process.shutdown_deadline
+        left = 0.0 if deadline is None else deadline - asyncio.get_running_loop().time()
+        await tokens.aclose(wait_seconds=max(0.0, left))
         if owns_session:
             await session.close()
             process.session = None

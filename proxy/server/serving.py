@@ -64,6 +64,8 @@ async def serve(
             announce(profile.name, server.urls)
         await stop.wait()
     finally:
+        grace = config.listen.shutdown_grace
+        process.shutdown_deadline = asyncio.get_running_loop().time() + grace
         await stop_servers(servers, process.handlers, config.listen.shutdown_grace)
         await process.session.close()
 

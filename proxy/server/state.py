@@ -47,6 +47,9 @@ class ProcessState:
     # Set once every profile listens: the token warm-ups wait for it, so that a start that
     # fails (a port in use) says so in one line, after no other.
     listening: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set on the stop signal (the loop's time): until then, a refresh token being rotated
+    # may still be stored (listen.shutdown_grace).
+    shutdown_deadline: float | None = None
 
 
 def build_process_state(config: Config, *, clock: Clock) -> ProcessState:

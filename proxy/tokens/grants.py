@@ -26,7 +26,7 @@ from proxy.config.schema import (
     CredentialsConfig,
     Secret,
 )
-from proxy.tokens.provider import Clock, Grant, Token, TokenError, TokenProvider
+from proxy.tokens.provider import Clock, Grant, Token, TokenError, TokenProvider, TokenRequest
 from proxy.tokens.store import TokenStore, TokenStoreError
 
 log = logging.getLogger("criteo_proxy.tokens")
@@ -56,8 +56,12 @@ class ClientCredentialsGrant:
     def secrets(self) -> list[str]:
         return [self.client_secret.reveal()]
 
-    async def remember(self, token: Token) -> None:
-        pass
+    @property
+    def rotates(self) -> bool:
+        return False
+
+    async def obtain(self, request: TokenRequest) -> Token:
+        return await request(self.build_form())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,7 +98,19 @@ class AuthorizationCodeGrant:
     def secrets(self) -> list[str]:
         return [self.client_secret.reveal(), self.code]
 
-    async def remember(self, token: Token) -> None:
+    @property
+    def rotates(self) -> bool:
+        return True  # the code is spent: the refresh token it gave must be stored
+
+    async def obtain(self, request: TokenRequest) -> Token:
+        # Under the store's lock: a server refreshing at this moment must not write its
+        # rotation of the old refresh token over the new one.
+        async with self.store.lock():
+            token = await request(self.build_form())
+            await self._store_refresh_token(token)
+        return token
+
+    async def _store_refresh_token(self, token: Token) -> None:
         if not token.refresh_token:
             raise TokenError(
                 502,
@@ -102,8 +118,11 @@ class AuthorizationCodeGrant:
                 "the token endpoint gave no refresh token for the code: is this an "
                 "authorization-code app?",
             )
+        generation = await asyncio.to_thread(self._next_generation)
         try:
-            await asyncio.to_thread(self.store.save, self.client_id, token.refresh_token)
+            await asyncio.to_thread(
+                self.store.save, self.client_id, token.refresh_token, generation=generation
+            )
         except OSError as exc:
             raise TokenError(
                 502,
@@ -112,6 +131,14 @@ class AuthorizationCodeGrant:
                 "spent; fix the path or its permissions, then run `criteo-proxy authorize "
                 "--print-url` again",
             ) from exc
+
+    def _next_generation(self) -> int:
+        """One above what the store holds for this client, so that the new token wins."""
+        try:
+            stored = self.store.load()
+        except TokenStoreError:
+            return 1
+        return stored.generation + 1 if stored.client_id == self.client_id else 1
 
 
 class RefreshTokenGrant:
@@ -128,6 +155,7 @@ class RefreshTokenGrant:
         self._client_secret = client_secret
         self._store = store
         self._refresh_token = stored.refresh_token
+        self.generation = stored.generation
         self.store_path = str(store.path)
         # Epoch seconds the refresh token was last written (authorize, or a rotation).
         self.stored_at: float | None = stored.saved_at or None
@@ -155,14 +183,62 @@ class RefreshTokenGrant:
     def secrets(self) -> list[str]:
         return [self._client_secret.reveal(), self._refresh_token]
 
-    async def remember(self, token: Token) -> None:
+    @property
+    def rotates(self) -> bool:
+        return True
+
+    async def obtain(self, request: TokenRequest) -> Token:
+        """Refresh under the store's lock, with the refresh token the store holds now.
+
+        Another process on this machine (``criteo-proxy token`` or ``check``, a second
+        server, ``authorize``) may have rotated or replaced it since we read it: the
+        lock keeps two of them from spending one token, the re-read from sending a
+        spent one. A refusal (invalid_grant) is believed only once the store, read
+        again, holds nothing newer.
+        """
+        async with self._store.lock():
+            await asyncio.to_thread(self._adopt_stored)
+            try:
+                token = await request(self.build_form())
+            except TokenError as exc:
+                if exc.oauth_error != "invalid_grant" or not await asyncio.to_thread(
+                    self._adopt_stored
+                ):
+                    raise
+                token = await request(self.build_form())
+            await self._store_rotated(token)
+        return token
+
+    def _adopt_stored(self) -> bool:
+        """Take the store's refresh token if it is not ours any more; True if it changed."""
+        try:
+            stored = self._store.load()
+        except TokenStoreError as exc:
+            log.warning("could not read the token store again: %s", exc)
+            return False
+        if stored.client_id != self.client_id or stored.refresh_token == self._refresh_token:
+            return False
+        log.info(
+            "the refresh token in %s was replaced by another process (generation %d): using it",
+            self._store.path,
+            stored.generation,
+        )
+        self._refresh_token = stored.refresh_token
+        self.generation = stored.generation
+        self.stored_at = stored.saved_at or None
+        return True
+
+    async def _store_rotated(self, token: Token) -> None:
         """Store a rotated refresh token before its access token is used."""
         rotated = token.refresh_token
         if not rotated or rotated == self._refresh_token:
             return
         self._refresh_token = rotated  # kept in memory even if the disk fails
+        self.generation += 1
         try:
-            await asyncio.to_thread(self._store.save, self.client_id, rotated)
+            await asyncio.to_thread(
+                self._store.save, self.client_id, rotated, generation=self.generation
+            )
         except OSError as exc:
             log.error(
                 "could not store the rotated refresh token in %s (%s): this process keeps "

@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 from urllib.parse import urlencode
@@ -35,8 +35,14 @@ _BACKOFF_MAX_SECONDS: Final = 30.0
 class TokenError(ProxyError):
     """The token endpoint refused us or could not be reached; detail is safe to show."""
 
+    def __init__(
+        self, status: int, code: ErrorCode, detail: str, *, oauth_error: str | None = None
+    ) -> None:
+        super().__init__(status, code, detail)
+        self.oauth_error = oauth_error  # the endpoint's OAuth "error", when it gave one
+
     def copy(self) -> TokenError:
-        return TokenError(self.status, self.code, self.detail)
+        return TokenError(self.status, self.code, self.detail, oauth_error=self.oauth_error)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,18 +70,25 @@ class TokenStatus:
     fetched_at: float | None  # epoch seconds
 
 
+# Sends one form to the token endpoint: the token, or a TokenError.
+TokenRequest = Callable[[Mapping[str, str]], Awaitable[Token]]
+
+
 class Grant(Protocol):
     """What to send to the token endpoint, and whom to blame when it says no."""
 
     @property
     def cache_key(self) -> str: ...
 
+    @property
+    def rotates(self) -> bool:
+        """Whether a token request spends something (a refresh token) that must be stored."""
+
     def rejection_hint(self, oauth_error: str) -> str: ...
 
-    def build_form(self) -> dict[str, str]: ...
-
-    async def remember(self, token: Token) -> None:
-        """Called with each new token before it is used (to store a rotated refresh token)."""
+    async def obtain(self, request: TokenRequest) -> Token:
+        """One token through REQUEST, with whatever the grant keeps (a rotated refresh
+        token) stored before it is returned, and so before it is used."""
 
     def secrets(self) -> list[str]: ...
 
@@ -190,21 +203,38 @@ class TokenProvider:
         except TokenError as exc:
             log.warning("could not obtain a token at start (requests will retry): %s", exc.detail)
 
-    async def aclose(self) -> None:
-        """Cancel a fetch in flight, so that closing the session does not fail it noisily."""
+    async def aclose(self, *, wait_seconds: float = 0.0) -> None:
+        """Before the session closes: let a fetch in flight that spends a refresh token
+        finish and store what it got (for at most WAIT_SECONDS), cancel any other."""
         task = self._inflight
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None or task.done():
+            return
+        if self._grant.rotates and wait_seconds > 0:
+            log.info(
+                "waiting up to %g s for the refresh in flight, so that the refresh token "
+                "Criteo rotates is stored",
+                wait_seconds,
+            )
+            done, _ = await asyncio.wait({task}, timeout=wait_seconds)
+            if done:
+                return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if self._grant.rotates:
+            log.error(
+                "shutdown cut a refresh in flight: Criteo may have rotated the refresh "
+                "token without this process storing it; if the next start fails with "
+                "invalid_grant, run `criteo-proxy authorize` again (a longer "
+                "listen.shutdown_grace lets a refresh finish)"
+            )
 
     def _forget_inflight(self, task: asyncio.Task[Token | TokenError]) -> None:
         self._inflight = None
 
     async def _fetch(self) -> Token | TokenError:
         try:
-            token = await self._request_token()
-            await self._grant.remember(token)
+            token = await self._grant.obtain(self._request_token)
         except TokenError as exc:
             self._failures += 1
             delay = min(_BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), _BACKOFF_MAX_SECONDS)
@@ -223,8 +253,8 @@ class TokenProvider:
         log.info("token fetched, valid for %.0f s", token.expires_in_seconds)
         return token
 
-    async def _request_token(self) -> Token:
-        form = urlencode(self._grant.build_form())
+    async def _request_token(self, fields: Mapping[str, str]) -> Token:
+        form = urlencode(fields)
         sent_at = self._clock()
         try:
             async with asyncio.timeout(self._timeout_seconds):
@@ -258,7 +288,9 @@ class TokenProvider:
             if description:
                 detail += f" ({description})"
             hint = self._grant.rejection_hint(oauth_error)
-            raise self._error(502, "token_request_failed", f"{detail}: {hint}")
+            error = self._error(502, "token_request_failed", f"{detail}: {hint}")
+            error.oauth_error = oauth_error or None
+            raise error
         raise self._error(
             502, "token_endpoint_unavailable", f"POST {self._shown_url} answered {status}"
         )

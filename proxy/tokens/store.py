@@ -3,13 +3,22 @@
 Losing the refresh token means asking the advertiser to consent again, so the
 file is written atomically (temp file + fsync + rename, never a half-written
 file) with mode 0600 inside a 0700 directory, and checked strictly at start.
+Every process that rotates it (the server, ``criteo-proxy token`` and ``check``,
+``authorize``) holds ``lock()`` from reading it to storing the rotated token, so
+that two of them never spend one refresh token. ``generation`` counts rotations,
+so that the newer of two copies (this file, the fleet's) can be told (DESIGN 11).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import json
+import os
 import stat
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -31,6 +40,7 @@ class StoredGrant:
     client_id: str
     refresh_token: str = field(repr=False)
     saved_at: float
+    generation: int = 0  # one more per rotation; files written before it counted are 0
 
 
 class TokenStore:
@@ -78,28 +88,66 @@ class TokenStore:
         refresh_token = data.get("refresh_token") if isinstance(data, dict) else None
         client_id = data.get("client_id") if isinstance(data, dict) else None
         saved_at = data.get("saved_at", 0) if isinstance(data, dict) else 0
+        generation = data.get("generation", 0) if isinstance(data, dict) else 0
         if (
             not isinstance(refresh_token, str)
             or not refresh_token
             or not isinstance(client_id, str)
             or isinstance(saved_at, bool)
             or not isinstance(saved_at, int | float)
+            or isinstance(generation, bool)
+            or not isinstance(generation, int)
+            or generation < 0
         ):
             raise TokenStoreError(
                 f"credentials.token_store: {path} is corrupt (no refresh token in it); "
                 f"{_AUTHORIZE_HINT} again"
             )
-        return StoredGrant(client_id=client_id, refresh_token=refresh_token, saved_at=saved_at)
+        return StoredGrant(
+            client_id=client_id,
+            refresh_token=refresh_token,
+            saved_at=saved_at,
+            generation=generation,
+        )
 
-    def save(self, client_id: str, refresh_token: str) -> None:
+    def save(self, client_id: str, refresh_token: str, *, generation: int = 0) -> None:
         """Replace the file atomically; it is never readable by others, not even for an instant."""
         content = json.dumps(
             {
                 "version": _FORMAT_VERSION,
                 "client_id": client_id,
                 "refresh_token": refresh_token,
+                "generation": generation,
                 "saved_at": time.time(),
             },
             indent=2,
         )
         write_private_file(self.path, content + "\n")
+
+    @property
+    def lock_path(self) -> Path:
+        # A file of its own: the store itself is replaced by rename, and a lock held on
+        # the old file would not keep anyone off the new one.
+        return self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.asynccontextmanager
+    async def lock(self) -> AsyncIterator[None]:
+        """Hold the store's exclusive lock, across processes on this machine.
+
+        Waiting happens in a thread (flock blocks); a caller cancelled while it waits
+        never holds the lock: the descriptor is closed once the wait ends.
+        """
+        path = self.lock_path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        acquiring = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+        try:
+            await asyncio.shield(acquiring)
+        except BaseException:
+            # Cancelled (or failed) while waiting: let the wait end, then let go.
+            acquiring.add_done_callback(lambda _: os.close(fd))
+            raise
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
