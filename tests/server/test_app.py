@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from proxy.fakes.criteo import FakeCriteo
-from tests.conftest import StartProxy
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from tests.conftest import ManualClock, StartProxy
 
 
 async def test_health_answers_ok_without_touching_the_token_endpoint(
@@ -85,3 +87,42 @@ async def test_reserved_get_routes_answer_head_too_and_are_never_forwarded(
     posted = await proxy.post("/_proxy/health")
     assert posted.status == 404  # only GET and HEAD are routes; the rest is reserved
     assert posted.headers["X-Criteo-Proxy-Error"] == "not_found"
+
+
+# --- readiness --------------------------------------------------------------------------
+
+
+async def test_ready_reports_token_lifetime_and_no_error(
+    start_proxy: StartProxy, criteo: FakeCriteo, clock: ManualClock
+) -> None:
+    proxy = await start_proxy(clock=clock)
+
+    resp = await proxy.get("/_proxy/ready")
+
+    assert resp.status == 200
+    text = await resp.text()
+    body = json.loads(text)
+    assert body["status"] == "ready"
+    assert 0 < body["token_expires_in_seconds"] <= 900
+    assert body["last_error"] is None
+    for needle in {DEMO_CLIENT_SECRET, *criteo.issued}:
+        assert needle not in text
+
+
+async def test_ready_is_503_with_code_reason_and_backoff_but_no_secret(
+    start_proxy: StartProxy, criteo: FakeCriteo, clock: ManualClock
+) -> None:
+    secret = "s3cr3t-" + secrets.token_hex(16)
+    criteo.clients = {DEMO_CLIENT_ID: "the-right-one"}
+    proxy = await start_proxy(clock=clock, credentials={"client_secret": secret})
+
+    resp = await proxy.get("/_proxy/ready")
+
+    assert resp.status == 503
+    text = await resp.text()
+    body = json.loads(text)
+    assert body["code"] == "token_request_failed"
+    assert "invalid_client" in body["reason"]
+    assert body["backoff_seconds"] > 0
+    assert secret not in text
+    assert criteo.issued == {}
