@@ -58,6 +58,9 @@ class FakeCriteo(FakeAuthorizationServer):
     # on the wall clock (the proxy paces on real time); None = unmetered.
     rate_limit: int | None = None
     rate_window_seconds: int = 60
+    # Windows are counted from this epoch second: Criteo's last a minute, so a test that
+    # needs no reset for a while starts one now (its reset a minute ahead, never sooner).
+    rate_window_start: float = 0.0
     rate_clock: Callable[[], float] = time.time
     # Calls counted per (bucket, window index), per app as Criteo counts: the demo
     # client's buckets are "api" and "reports", another client's "<client id>/api"...
@@ -148,7 +151,7 @@ class FakeCriteo(FakeAuthorizationServer):
         if self.rate_limit is None:
             return None
         now = self.rate_clock()
-        index = int(now // self.rate_window_seconds)
+        index = int((now - self.rate_window_start) // self.rate_window_seconds)
         bucket = "reports" if "/statistics/" in path or "/reports" in path else "api"
         if client_id != DEMO_CLIENT_ID:
             bucket = f"{client_id}/{bucket}"
@@ -159,7 +162,9 @@ class FakeCriteo(FakeAuthorizationServer):
         return {
             "x-ratelimit-limit": str(self.rate_limit),
             "x-ratelimit-remaining": str(max(remaining, -1)),
-            "x-ratelimit-reset": str((index + 1) * self.rate_window_seconds),
+            "x-ratelimit-reset": _epoch_text(
+                self.rate_window_start + (index + 1) * self.rate_window_seconds
+            ),
         }
 
     async def _route(self, request: web.Request, token: str) -> web.StreamResponse:
@@ -214,6 +219,11 @@ class FakeCriteo(FakeAuthorizationServer):
                 }
             )
         return _criteo_error(404, "validation", "resource-not-found", "Resource not found")
+
+
+def _epoch_text(seconds: float) -> str:
+    """Epoch seconds as Criteo writes them: whole (a window started mid-second: 3 decimals)."""
+    return str(int(seconds)) if seconds == int(seconds) else f"{seconds:.3f}"
 
 
 def _seen(request: web.Request, body: bytes, token: str | None) -> SeenRequest:

@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import stat
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -241,7 +242,9 @@ async def test_one_apps_spent_window_makes_no_request_of_another_app_wait(
     start_cli_server: StartCliServer,
     http: aiohttp.ClientSession,
 ) -> None:
-    criteo.rate_limit, criteo.rate_window_seconds = 2, 3600  # no reset during the test
+    # No reset during the test: a window of Criteo's minute, starting now.
+    criteo.rate_limit, criteo.rate_window_seconds = 2, 60
+    criteo.rate_window_start = time.time()
     config = write_config(
         tmp_path / "proxy.yaml",
         criteo_url,
