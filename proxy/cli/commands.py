@@ -184,6 +184,7 @@ def _token(args: argparse.Namespace) -> int:
         default_cache_path(config.name, os.environ),
         client_id=config.credentials.client_id,
         token_url=config.upstream.effective_token_url,
+        client_secret=config.credentials.client_secret.reveal(),
     )
     cached = None if args.fresh else cache.load(margin_seconds=config.tokens.refresh_margin)
     if cached is not None:

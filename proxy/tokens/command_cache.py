@@ -6,12 +6,15 @@ and gcloud, the command reuses a token while it has more than
 ``tokens.refresh_margin`` left. The file is ``token-<profile>.json`` under
 ``$XDG_CACHE_HOME/criteo-proxy`` (default ``~/.cache/criteo-proxy``), never in
 the config directory, mode 0600 in a 0700 directory, replaced atomically. It is
-keyed by client id and token URL; a corrupt, foreign or too-open file is
-ignored and replaced, never an error.
+keyed by client id, token URL and a fingerprint of the client secret (a changed
+secret is a new app); a corrupt, foreign, oversized or too-open file, or one in a
+directory others may write, is ignored and replaced, never an error.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -25,7 +28,8 @@ from proxy.tokens.private_files import write_private_file
 
 log = logging.getLogger("criteo_proxy.token_cache")
 
-_FORMAT_VERSION: Final = 1
+_FORMAT_VERSION: Final = 2  # 2: keyed by the secret's fingerprint too
+_MAX_FILE_BYTES: Final = 64 * 1024  # a token entry is well under 4 KiB
 
 
 def default_cache_path(profile: str, environ: Mapping[str, str]) -> Path:
@@ -33,22 +37,26 @@ def default_cache_path(profile: str, environ: Mapping[str, str]) -> Path:
     return Path(base) / "criteo-proxy" / f"token-{profile}.json"
 
 
+def secret_fingerprint(client_secret: str) -> str:
+    """Tells two secrets apart without keeping either (an HMAC keyed by the secret)."""
+    digest = hmac.new(client_secret.encode(), b"criteo-proxy token cache", hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
 class TokenCache:
-    def __init__(self, path: Path, *, client_id: str, token_url: str) -> None:
+    def __init__(self, path: Path, *, client_id: str, token_url: str, client_secret: str) -> None:
         self.path = path
         self._client_id = client_id
         self._token_url = token_url
+        self._secret_fingerprint = secret_fingerprint(client_secret)
 
     def load(self, *, margin_seconds: float, now: float | None = None) -> str | None:
         """A cached access token with more than the margin left, else None. Never raises."""
         now = time.time() if now is None else now
         try:
-            info = self.path.lstat()
-            if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077:
-                return None  # not ours to trust: replaced by the next save
-            if info.st_uid != os.getuid():
-                return None
-            entry = json.loads(self.path.read_text(encoding="utf-8"))
+            if not _is_private_directory(self.path.parent):
+                return None  # others could have put this file there
+            entry = json.loads(_read_private_file(self.path))
         except (OSError, ValueError, UnicodeDecodeError):
             return None
         if not isinstance(entry, dict):
@@ -59,6 +67,7 @@ class TokenCache:
         if (
             entry.get("client_id") != self._client_id
             or entry.get("token_url") != self._token_url
+            or entry.get("secret_fingerprint") != self._secret_fingerprint
             or not isinstance(token, str)
             or not token
             or isinstance(expires_at, bool)
@@ -77,13 +86,47 @@ class TokenCache:
             "version": _FORMAT_VERSION,
             "client_id": self._client_id,
             "token_url": self._token_url,
+            "secret_fingerprint": self._secret_fingerprint,
             "access_token": access_token,
             "expires_in": expires_in,
             "expires_at": now + expires_in,
         }
         try:
+            _make_private_directory(self.path.parent)
             if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
                 self.path.unlink()
             write_private_file(self.path, json.dumps(entry) + "\n")
         except OSError as exc:
             log.warning("could not cache the token in %s (%s)", self.path, exc.strerror or exc)
+
+
+def _is_private_directory(directory: Path) -> bool:
+    info = directory.lstat()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def _make_private_directory(directory: Path) -> None:
+    """Create it 0700, or tighten one of ours that others may enter; refuse anyone else's."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"{directory} is not a directory of this user's")
+    if info.st_mode & 0o077:
+        os.chmod(directory, 0o700)
+        log.info("tightened %s to mode 0700: it holds an access token", directory)
+
+
+def _read_private_file(path: Path) -> str:
+    """The file's text, if it is a regular file of ours that no one else may read, and
+    small: a planted link, a FIFO or a huge file is not read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_mode & 0o077
+            or info.st_uid != os.getuid()
+            or info.st_size > _MAX_FILE_BYTES
+        ):
+            raise ValueError("not a private token cache file")
+        return handle.read(_MAX_FILE_BYTES + 1).decode("utf-8")
