@@ -7,6 +7,7 @@ addresses through ``announce`` and stops gracefully on SIGTERM / SIGINT.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import signal
 import time
@@ -23,12 +24,14 @@ log = logging.getLogger("criteo_proxy.cli")
 
 def run_event_loop(main: Coroutine[object, object, None]) -> None:
     """Serve on uvloop when it is installed (``pip install 'criteo-proxy[speed]'``)."""
-    try:
-        import uvloop
-    except ImportError:
+    if importlib.util.find_spec("uvloop") is None:
+        # Not an ImportError caught around asyncio.run: that would be the context of
+        # every traceback the server ever prints.
         asyncio.run(main)
-    else:
-        uvloop.run(main)
+        return
+    import uvloop
+
+    uvloop.run(main)
 
 
 async def serve(
