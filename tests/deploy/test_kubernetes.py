@@ -38,7 +38,7 @@ from proxy.tokens.store import TokenStore
 from tests import conftest
 from tests.conftest import StartProxy, clean_env
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
 UNIT_FILE = REPO / "deploy" / "systemd" / "criteo-proxy.service"
 

@@ -185,7 +185,7 @@ def test_the_console_and_transient_retry_sections_of_design_parse_to_the_default
 
 
 def test_config_example_yaml_parses_to_the_defaults() -> None:
-    example = Path(__file__).resolve().parent.parent / "config.example.yaml"
+    example = Path(__file__).resolve().parent.parent.parent / "config.example.yaml"
     config = load_config(str(example), environ=ENV)
     defaults = load_config(None, environ=ENV)
     for section in ("listen", "upstream", "tokens", "retry", "limits", "rate_limit", "console"):
