@@ -1,0 +1,233 @@
+"""What the deploy files say, read once for the deploy tests: the manifests, the Dockerfile."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+from proxy.config.loader import load_config
+from proxy.config.schema import CONFIG_ENV_VAR, Config
+
+REPO = Path(__file__).resolve().parent.parent.parent
+KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
+
+# What each manifest holds: a manifest added to deploy/kubernetes/ must be listed here,
+# and so is checked like the others.
+MANIFEST_KINDS = {
+    "sidecar.yaml": ["ConfigMap", "Deployment"],
+    "shared.yaml": ["ConfigMap", "Deployment", "Service", "NetworkPolicy"],
+    "authorization-code.yaml": [
+        "PersistentVolumeClaim",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+    ],
+    "authorize.yaml": ["Pod"],
+}
+
+# DESIGN 1, "Reserved paths": served by the proxy itself, never forwarded.
+HEALTH_PATH = "/_proxy/health"  # 200 while the process serves; never asks for a token
+READY_PATH = "/_proxy/ready"  # 200 when a token is cached or can be fetched now
+
+
+# --- what the manifests say -------------------------------------------------------------
+
+
+def load_manifest(name: str) -> list[dict[str, Any]]:
+    text = (KUBERNETES_DIR / name).read_text(encoding="utf-8")
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def all_documents() -> Iterator[tuple[str, dict[str, Any]]]:
+    for name in MANIFEST_KINDS:
+        for doc in load_manifest(name):
+            yield name, doc
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = (
+        workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
+    )
+    return spec
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    meta = workload if workload["kind"] == "Pod" else workload["spec"]["template"]
+    labels: dict[str, str] = meta["metadata"]["labels"]
+    return labels
+
+
+def all_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def is_proxy_image(container: dict[str, Any]) -> bool:
+    repository = container["image"].rsplit(":", 1)[0]
+    return repository.rsplit("/", 1)[-1] == "criteo-proxy"
+
+
+@dataclass(frozen=True)
+class ProxyContainer:
+    """A criteo-proxy container of a manifest, with its pod and its config file."""
+
+    manifest: str
+    workload: dict[str, Any]
+    container: dict[str, Any]
+    config_text: str
+    docs: list[dict[str, Any]]
+
+    @property
+    def id(self) -> str:
+        return f"{self.manifest}:{self.workload['metadata']['name']}"
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return pod_spec(self.workload)
+
+    @property
+    def env(self) -> dict[str, dict[str, Any]]:
+        return {item["name"]: item for item in self.container.get("env", [])}
+
+    def volume(self, name: str) -> dict[str, Any]:
+        (volume,) = [v for v in self.spec["volumes"] if v["name"] == name]
+        return volume
+
+    def mounts(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """(volumeMount, volume) pairs of this container."""
+        for mount in self.container.get("volumeMounts", []):
+            yield mount, self.volume(mount["name"])
+
+    def mount_of(self, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The mount holding PATH (the longest mountPath that is a parent of it)."""
+        found = [
+            (mount, volume)
+            for mount, volume in self.mounts()
+            if PurePosixPath(path).is_relative_to(mount["mountPath"])
+        ]
+        assert found, f"{self.id}: nothing is mounted at {path}"
+        return max(found, key=lambda pair: len(pair[0]["mountPath"]))
+
+    def placeholder_environ(self) -> dict[str, str]:
+        """The container's variables with stand-in values: what ${VAR} may name."""
+        return {name: f"placeholder-{name.lower()}" for name in self.env}
+
+    def parse(self, tmp_path: Path, **environ: str) -> Config:
+        """The embedded config.yaml through the proxy's own loader, as the container reads it."""
+        path = tmp_path / f"{self.workload['metadata']['name']}.yaml"
+        path.write_text(self.config_text, encoding="utf-8")
+        return load_config(
+            str(path),
+            environ={**self.placeholder_environ(), **environ},
+            require_credentials=False,
+        )
+
+    def services(self) -> list[dict[str, Any]]:
+        labels = pod_labels(self.workload)
+        return [
+            doc
+            for doc in self.docs
+            if doc["kind"] == "Service"
+            and doc["spec"]["selector"].items() <= labels.items()
+            and doc["metadata"].get("namespace") == self.workload["metadata"].get("namespace")
+        ]
+
+
+def find_proxy_containers() -> list[ProxyContainer]:
+    found = []
+    # authorize.yaml uses authorization-code.yaml's: they are applied to one namespace.
+    config_maps = {
+        (d["metadata"].get("namespace"), d["metadata"]["name"]): d
+        for _, d in all_documents()
+        if d["kind"] == "ConfigMap"
+    }
+    for name in MANIFEST_KINDS:
+        docs = load_manifest(name)
+        for workload in docs:
+            if workload["kind"] not in ("Deployment", "Pod"):
+                continue
+            spec = pod_spec(workload)
+            for container in all_containers(spec):
+                if not is_proxy_image(container):
+                    continue
+                env = {item["name"]: item for item in container.get("env", [])}
+                config_path = PurePosixPath(env[CONFIG_ENV_VAR]["value"])
+                (mount,) = [
+                    m
+                    for m in container["volumeMounts"]
+                    if PurePosixPath(m["mountPath"]) == config_path.parent
+                ]
+                (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+                namespace = workload["metadata"].get("namespace")
+                config_map = config_maps[namespace, volume["configMap"]["name"]]
+                text = config_map["data"][config_path.name]
+                found.append(ProxyContainer(name, workload, container, text, docs))
+    return found
+
+
+PROXY_CONTAINERS = find_proxy_containers()
+SERVING = [p for p in PROXY_CONTAINERS if p.workload["kind"] == "Deployment"]
+BEHIND_SERVICE = [p for p in SERVING if p.services()]
+WITH_TOKEN_STORE = [
+    p
+    for p in PROXY_CONTAINERS
+    if yaml.safe_load(p.config_text)["credentials"]["grant_type"] == "authorization_code"
+]
+
+
+def proxy_containers(chosen: list[ProxyContainer] = PROXY_CONTAINERS) -> Any:
+    return pytest.mark.parametrize("proxy", chosen, ids=[p.id for p in chosen])
+
+
+def probes(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    kinds = ("startupProbe", "livenessProbe", "readinessProbe")
+    return {kind: container[kind] for kind in kinds if kind in container}
+
+
+def probe_url(probe: dict[str, Any]) -> str:
+    url: str = probe["exec"]["command"][-1]
+    return url
+
+
+# --- what the Dockerfile says -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Image:
+    uid: int
+    gid: int
+    home: str
+    venv: str
+    port: int
+    entrypoint: str
+
+
+def read_dockerfile() -> Image:
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+
+    def one(pattern: str) -> str:
+        (match,) = re.findall(pattern, text, flags=re.MULTILINE)
+        return str(match)
+
+    image = Image(
+        uid=int(one(r"useradd .*--uid (\d+)")),
+        gid=int(one(r"groupadd .*--gid (\d+)")),
+        home=one(r"--home-dir (\S+)"),
+        venv=one(r"python3 -m venv (\S+)$"),
+        port=int(one(r"^EXPOSE (\d+)$")),
+        entrypoint=one(r'^ENTRYPOINT \["([^"]+)"\]$'),
+    )
+    # The image runs as that user, with the venv on its PATH, the entry point in it.
+    assert one(r"^USER (\S+)$") == f"{image.uid}:{image.gid}"
+    assert f"PATH={image.venv}/bin:" in text
+    assert image.entrypoint == "criteo-proxy"
+    return image
+
+
+IMAGE = read_dockerfile()

@@ -1,0 +1,390 @@
+"""The Kubernetes manifests in deploy/kubernetes/: schemas, embedded configs, probes, Service.
+
+Each is checked against what it must agree with, so that none drifts unseen:
+Kubernetes' own schemas (kubernetes-validate, strict, shipped in the package, no
+network), the proxy's config loader, the Dockerfile and the reserved paths of
+DESIGN 1. The probes are also run for real, against the fake Criteo on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from proxy.config.loader import parse_config
+from proxy.config.schema import CLIENT_ID_ENV_VAR, Config
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.server.app import build_app
+from proxy.tokens.store import TokenStore
+from tests.conftest import StartProxy, clean_env
+from tests.deploy.conftest import (
+    BEHIND_SERVICE,
+    HEALTH_PATH,
+    IMAGE,
+    KUBERNETES_DIR,
+    MANIFEST_KINDS,
+    PROXY_CONTAINERS,
+    READY_PATH,
+    SERVING,
+    WITH_TOKEN_STORE,
+    ProxyContainer,
+    all_containers,
+    all_documents,
+    load_manifest,
+    pod_labels,
+    pod_spec,
+    probe_url,
+    probes,
+    proxy_containers,
+)
+
+# The oldest Kubernetes minor still supported upstream when these were written (1.35-1.37,
+# December 2026). The manifests need 1.34 at least: native sidecars (GA 1.33) and the
+# preStop sleep action (GA 1.34).
+KUBERNETES_VERSION = "1.35.0"
+
+API_KEY_ENV_VAR = "CRITEO_PROXY_API_KEY"  # what the manifests' configs name in api_keys
+
+
+# --- 1. Kubernetes' own schemas ---------------------------------------------------------
+
+
+def test_the_manifest_table_lists_every_file_in_deploy_kubernetes() -> None:
+    assert sorted(p.name for p in KUBERNETES_DIR.glob("*.y*ml")) == sorted(MANIFEST_KINDS)
+
+
+@pytest.mark.parametrize("name", MANIFEST_KINDS)
+def test_every_manifest_validates_against_kubernetes_schemas_in_strict_mode(name: str) -> None:
+    docs = load_manifest(name)
+    assert [doc["kind"] for doc in docs] == MANIFEST_KINDS[name]
+    for doc in docs:
+        validated = kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        assert validated == KUBERNETES_VERSION.rsplit(".", 1)[0]
+
+
+def test_strict_validation_rejects_a_misspelt_field_so_the_check_above_is_not_empty() -> None:
+    (deployment,) = [d for d in load_manifest("shared.yaml") if d["kind"] == "Deployment"]
+    container = pod_spec(deployment)["containers"][0]
+    container["livenesProbe"] = container.pop("livenessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError, match="livenesProbe"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+# --- 3. the embedded config.yaml: the proxy's own loader accepts it ---------------------
+
+
+@proxy_containers()
+def test_the_embedded_config_is_accepted_by_the_proxys_loader_with_the_containers_env(
+    proxy: ProxyContainer, tmp_path: Path
+) -> None:
+    # Only the container's own variables exist: a ${VAR} it does not define is an error.
+    config = proxy.parse(tmp_path)
+    assert config.logging.format == "json"  # both streams end in one log pipeline (DESIGN 5)
+    assert config.credentials.client_id == proxy.placeholder_environ()[CLIENT_ID_ENV_VAR]
+    assert proxy.env[CLIENT_ID_ENV_VAR]["valueFrom"]["secretKeyRef"]["key"] == "client_id"
+    # Neither the secret nor the API keys are written in the manifest.
+    assert "client_secret" not in yaml.safe_load(proxy.config_text)["credentials"]
+    assert all(
+        key.reveal() == proxy.placeholder_environ()[API_KEY_ENV_VAR]
+        for key in config.security.api_keys
+    )
+
+
+@proxy_containers()
+def test_the_client_secret_file_is_a_key_of_the_mounted_secret(
+    proxy: ProxyContainer, tmp_path: Path
+) -> None:
+    secret_file = proxy.parse(tmp_path).credentials.client_secret_file
+    assert secret_file is not None
+    assert "CRITEO_CLIENT_SECRET" not in proxy.env  # it would win over the file
+    mount, volume = proxy.mount_of(secret_file)
+    assert mount["readOnly"] is True
+    items = {item["path"]: item["key"] for item in volume["secret"]["items"]}
+    relative = str(PurePosixPath(secret_file).relative_to(mount["mountPath"]))
+    assert items[relative] == "client_secret"
+    # The files are root's: the proxy's user reads them through its group (fsGroup).
+    mode = volume["secret"]["defaultMode"]
+    assert (mode & 0o040 and proxy.spec["securityContext"]["fsGroup"] == IMAGE.gid) or (
+        mode & 0o004
+    )
+    assert not mode & 0o002
+
+
+@proxy_containers(SERVING)
+def test_a_proxy_behind_a_service_needs_keys_and_a_sidecar_listens_on_loopback_only(
+    proxy: ProxyContainer, tmp_path: Path
+) -> None:
+    config = proxy.parse(tmp_path)
+    if proxy.services():
+        assert config.listen.host == "0.0.0.0"
+        assert config.security.api_keys
+        assert proxy.env[API_KEY_ENV_VAR]["valueFrom"]["secretKeyRef"]
+    else:
+        assert config.listen.host == "127.0.0.1"
+        assert "ports" not in proxy.container
+        assert not proxy.spec.get("hostNetwork")
+
+
+@proxy_containers(SERVING)
+def test_allowed_hosts_name_the_service_in_every_dns_form_and_loopback_for_the_probes(
+    proxy: ProxyContainer, tmp_path: Path
+) -> None:
+    allowed = set(proxy.parse(tmp_path).security.allowed_hosts)
+    for probe in probes(proxy.container).values():
+        assert urlsplit(probe_url(probe)).hostname in allowed
+    for service in proxy.services():
+        name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+        base = f"{name}.{namespace}"
+        assert {name, base, f"{base}.svc", f"{base}.svc.cluster.local"} <= allowed
+
+
+@proxy_containers(SERVING)
+def test_kubernetes_waits_long_enough_for_in_flight_requests_after_sigterm(
+    proxy: ProxyContainer, tmp_path: Path
+) -> None:
+    config = proxy.parse(tmp_path)
+    pre_stop = proxy.container.get("lifecycle", {}).get("preStop", {})
+    pre_stop_seconds = pre_stop.get("sleep", {}).get("seconds", 0)
+    if proxy.services():  # the endpoints must drop the pod before it stops accepting
+        assert pre_stop_seconds > 0
+    grace = proxy.spec["terminationGracePeriodSeconds"]
+    assert grace >= pre_stop_seconds + config.listen.shutdown_grace + 5
+
+
+@proxy_containers()
+def test_every_writable_path_is_an_empty_dir_or_the_token_stores_claim(
+    proxy: ProxyContainer, tmp_path: Path
+) -> None:
+    config = proxy.parse(tmp_path)
+    tmp_mount, tmp_volume = proxy.mount_of("/tmp")
+    assert tmp_mount["mountPath"] == "/tmp"
+    assert "emptyDir" in tmp_volume
+    writable = []
+    for mount, volume in proxy.mounts():
+        if "configMap" in volume or "secret" in volume:
+            assert mount["readOnly"] is True, mount["name"]
+        else:
+            assert "emptyDir" in volume or "persistentVolumeClaim" in volume, mount["name"]
+            writable.append(mount["mountPath"])
+    if config.credentials.grant_type == "authorization_code":
+        store_dir = str(PurePosixPath(config.credentials.token_store).parent)
+        mount, volume = proxy.mount_of(config.credentials.token_store)
+        # The whole directory, not a file: the store is replaced by a rename in it.
+        assert mount["mountPath"] == store_dir
+        assert "persistentVolumeClaim" in volume
+        assert store_dir.startswith(IMAGE.home + "/")
+        assert sorted(writable) == sorted(["/tmp", store_dir])
+    else:
+        assert writable == ["/tmp"]
+
+
+@proxy_containers(WITH_TOKEN_STORE)
+def test_a_token_store_has_one_writer_one_replica_recreated_and_kept_unchanged_by_fs_group(
+    proxy: ProxyContainer,
+) -> None:
+    if proxy.workload["kind"] == "Deployment":
+        assert proxy.workload["spec"]["replicas"] == 1
+        assert proxy.workload["spec"]["strategy"] == {"type": "Recreate"}
+    # fsGroup's default (Always) would chmod g+rw every file at each mount: a 0660
+    # store, which the proxy refuses at start.
+    assert proxy.spec["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    claims = {
+        volume["persistentVolumeClaim"]["claimName"]
+        for _, volume in proxy.mounts()
+        if "persistentVolumeClaim" in volume
+    }
+    pvcs = {
+        d["metadata"]["name"] for _, d in all_documents() if d["kind"] == "PersistentVolumeClaim"
+    }
+    assert claims
+    assert claims <= pvcs
+
+
+def test_the_authorize_pod_and_the_deployment_share_the_store_config_and_secret() -> None:
+    (authorize,) = [p for p in PROXY_CONTAINERS if p.manifest == "authorize.yaml"]
+    (deployment,) = [p for p in SERVING if p.manifest == "authorization-code.yaml"]
+    assert authorize.config_text == deployment.config_text
+
+    def sources(proxy: ProxyContainer) -> dict[str, Any]:
+        return {
+            mount["mountPath"]: {k: v for k, v in volume.items() if k != "name"}
+            for mount, volume in proxy.mounts()
+        }
+
+    assert sources(authorize) == sources(deployment)
+    assert authorize.env == deployment.env
+
+
+# --- 4. probes: the DESIGN's reserved paths, and they work ------------------------------
+
+
+@proxy_containers(SERVING)
+def test_liveness_is_health_and_readiness_is_ready_the_reserved_paths(
+    proxy: ProxyContainer, tmp_path: Path
+) -> None:
+    found = probes(proxy.container)
+    assert urlsplit(probe_url(found["livenessProbe"])).path == HEALTH_PATH
+    assert urlsplit(probe_url(found["readinessProbe"])).path == READY_PATH
+    if "startupProbe" in found:
+        assert urlsplit(probe_url(found["startupProbe"])).path == HEALTH_PATH
+    # They are the proxy's own GET routes, never forwarded to Criteo.
+    config = proxy.parse(tmp_path, **{CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID})
+    if config.credentials.grant_type == "authorization_code":
+        config = with_token_store(config, tmp_path, FakeCriteo())
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in build_app(config).router.routes()
+        if route.resource is not None
+    }
+    assert {("GET", HEALTH_PATH), ("GET", READY_PATH)} <= routes
+
+
+def test_every_probe_runs_the_same_script() -> None:
+    scripts = {
+        tuple(probe["exec"]["command"][:-1])
+        for proxy in SERVING
+        for probe in probes(proxy.container).values()
+    }
+    assert len(scripts) == 1
+
+
+def with_token_store(config: Config, tmp_path: Path, criteo: FakeCriteo) -> Config:
+    """The config with its store in TMP_PATH, holding a refresh token the fake knows."""
+    refresh_token = "rt-" + secrets.token_urlsafe(16)
+    criteo.refresh_tokens[refresh_token] = DEMO_CLIENT_ID
+    store = tmp_path / "store" / "tokens.json"
+    TokenStore(str(store)).save(DEMO_CLIENT_ID, refresh_token)
+    credentials = dataclasses.replace(config.credentials, token_store=str(store))
+    return dataclasses.replace(config, credentials=credentials)
+
+
+async def run_probe(
+    probe: dict[str, Any], port: int, env: dict[str, str]
+) -> subprocess.CompletedProcess[bytes]:
+    """The probe's command as the kubelet runs it in the container, aimed at PORT."""
+    command = probe["exec"]["command"]
+    url = urlsplit(command[-1])._replace(netloc=f"127.0.0.1:{port}").geturl()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *command[1:-1],
+        url,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), probe["timeoutSeconds"] + 5)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("token_endpoint", ["up", "refusing"])
+@proxy_containers(SERVING)
+async def test_the_probes_pass_against_the_proxy_the_manifest_configures(
+    proxy: ProxyContainer,
+    token_endpoint: str,
+    criteo: FakeCriteo,
+    criteo_url: str,
+    start_proxy: StartProxy,
+    tmp_path: Path,
+) -> None:
+    """Its Host guard, its API keys and its port, as the manifest sets them.
+
+    Liveness holds whatever Criteo does; readiness fails while no token can be had.
+    """
+    api_key = "k-" + secrets.token_hex(16)
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
+    raw = yaml.safe_load(proxy.config_text)
+    raw["upstream"] = {"url": criteo_url}
+    raw["credentials"]["client_secret_file"] = str(secret_file)
+    environ = {CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID, API_KEY_ENV_VAR: api_key}
+    config = parse_config(raw, environ={k: v for k, v in environ.items() if k in proxy.env})
+    if config.credentials.grant_type == "authorization_code":
+        config = with_token_store(config, tmp_path, criteo)
+    if token_endpoint == "refusing":
+        criteo.token_failure_status = 401
+    client = await start_proxy(config)
+    assert client.port is not None
+    probe_env = clean_env(**{k: v for k, v in environ.items() if k in proxy.env})
+
+    for kind, probe in probes(proxy.container).items():
+        result = await run_probe(probe, client.port, probe_env)
+        expected = 1 if (kind == "readinessProbe" and token_endpoint == "refusing") else 0
+        assert result.returncode == expected, (kind, result.stderr.decode())
+
+    if config.security.api_keys:  # readiness needs the key, liveness does not (DESIGN 4)
+        wrong = {**probe_env, API_KEY_ENV_VAR: "not-the-key"}
+        found = probes(proxy.container)
+        assert (await run_probe(found["readinessProbe"], client.port, wrong)).returncode == 1
+        assert (await run_probe(found["livenessProbe"], client.port, wrong)).returncode == 0
+
+
+# --- 5. Service and NetworkPolicy -------------------------------------------------------
+
+
+@proxy_containers(BEHIND_SERVICE)
+def test_the_network_policy_admits_only_labelled_pods_on_the_proxys_port(
+    proxy: ProxyContainer,
+) -> None:
+    labels = pod_labels(proxy.workload)
+    (policy,) = [
+        d
+        for d in proxy.docs
+        if d["kind"] == "NetworkPolicy"
+        and d["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert "Ingress" in policy["spec"]["policyTypes"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"]
+    for peer in rule["from"]:
+        assert set(peer) == {"podSelector"}  # no ipBlock, no bare namespaceSelector
+        assert peer["podSelector"]["matchLabels"]  # {} would admit every pod
+        assert not peer["podSelector"]["matchLabels"].items() <= labels.items()
+    port_names = {p["name"] for p in proxy.container["ports"]}
+    assert [p["port"] for p in rule["ports"]] == list(port_names)
+
+
+def secret_references() -> set[tuple[str, str]]:
+    """(Secret, key) pairs the manifests read."""
+    found = set()
+    for _, doc in all_documents():
+        if doc["kind"] not in ("Deployment", "Pod"):
+            continue
+        spec = pod_spec(doc)
+        for container in all_containers(spec):
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    found.add((ref["name"], ref["key"]))
+        for volume in spec["volumes"]:
+            if "secret" in volume:
+                for item in volume["secret"]["items"]:
+                    found.add((volume["secret"]["secretName"], item["key"]))
+    return found
+
+
+def test_the_readme_creates_every_secret_key_the_manifests_read() -> None:
+    readme = (KUBERNETES_DIR / "README.md").read_text(encoding="utf-8")
+    created = set()
+    for line in readme.replace("\\\n", " ").splitlines():
+        if "create secret generic " not in line:
+            continue
+        words = shlex.split(line.split("create secret generic ", 1)[1])
+        for word in words[1:]:
+            if match := re.match(r"--from-(?:literal|file)=([^=]+)", word):
+                created.add((words[0], match.group(1)))
+    references = secret_references()
+    assert references
+    assert references <= created, references - created
