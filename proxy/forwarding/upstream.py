@@ -54,6 +54,6 @@ def build_session(upstream: UpstreamConfig) -> aiohttp.ClientSession:
     # aiohttp silently sends an idempotent request a second time when its connection
     # drops before the answer; the proxy's own transient rule (DESIGN 10) does that, and
     # counts it: never more than 1 + retry.transient.attempts sends. There is no public
-    # switch; tests/test_retries.py counts the sends, so a change in aiohttp shows there.
+    # switch; tests/forwarding/test_retries.py counts the sends, so a change in aiohttp shows there.
     session._retry_connection = False
     return session

@@ -44,7 +44,9 @@ async def test_burst_of_three_times_the_limit_gets_no_429_and_takes_the_windows_
 async def test_wait_beyond_max_wait_is_a_proxy_429_before_anything_is_sent(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
-    criteo.rate_limit, criteo.rate_window_seconds = 1, 10**6
+    # A window of Criteo's minute starting now: its reset is a minute away, past max_wait.
+    criteo.rate_limit, criteo.rate_window_seconds = 1, 60
+    criteo.rate_window_start = time.time()
     proxy = await start_proxy(rate_limit={"max_wait": 0.5})
     assert (await proxy.get("/2025-10/echo/first")).status == 200
     started = time.monotonic()
@@ -62,7 +64,9 @@ async def test_wait_beyond_max_wait_is_a_proxy_429_before_anything_is_sent(
 async def test_disabled_pacing_passes_criteos_429_through(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
-    criteo.rate_limit, criteo.rate_window_seconds = 1, 10**6
+    # A window of Criteo's minute starting now: its reset is a minute away, past max_wait.
+    criteo.rate_limit, criteo.rate_window_seconds = 1, 60
+    criteo.rate_window_start = time.time()
     proxy = await start_proxy(rate_limit={"enabled": False})
     assert (await proxy.get("/2025-10/echo/1")).status == 200
     throttled = await proxy.get("/2025-10/echo/2")
@@ -282,12 +286,12 @@ async def test_an_unmetered_window_turns_metered_when_headers_appear() -> None:
     window.answered(UNMETERED)
     for _ in range(10):
         await window.acquire(30)  # in flight, uncounted, when the headers appear
-    window.answered(metered(3, 2, 2000))
+    window.answered(metered(3, 2, 1050))
     snapshot = window.snapshot()
     assert (snapshot.metered, snapshot.limit, snapshot.remaining) == (True, 3, 2)
     assert await window.acquire(30) == 0.0
     assert await window.acquire(30) == 0.0  # the last call of the window
-    with pytest.raises(RateLimited):  # the reset is 1000 s away: refused at once
+    with pytest.raises(RateLimited):  # the reset is 50 s away: refused at once
         await window.acquire(30)
 
 
@@ -297,7 +301,8 @@ async def test_an_upstream_that_starts_metering_is_paced_from_its_first_metered_
     proxy = await start_proxy(rate_limit={"max_wait": 0.5})
     for i in range(3):
         assert (await proxy.get(f"/2025-10/echo/free-{i}")).status == 200
-    criteo.rate_limit, criteo.rate_window_seconds = 2, 10**6
+    criteo.rate_limit, criteo.rate_window_seconds = 2, 60
+    criteo.rate_window_start = time.time()
     assert (await proxy.get("/2025-10/echo/metered-1")).status == 200  # says: 1 left
     assert (await proxy.get("/2025-10/echo/metered-2")).status == 200  # says: 0 left
     refused = await proxy.get("/2025-10/echo/metered-3")

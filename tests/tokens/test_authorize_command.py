@@ -121,7 +121,11 @@ async def test_authorize_exchanges_the_code_and_stores_the_refresh_token_0600_in
     assert str(store_path) in result.stdout
     assert "Traceback" not in result.stderr
     assert_absent({refresh_token, DEMO_CLIENT_SECRET, code}, result.stdout, result.stderr)
-    assert [p.name for p in store_path.parent.iterdir()] == [store_path.name]  # no temp file
+    # No temp file; the store's lock file (the rotations' flock) is its one companion.
+    assert sorted(p.name for p in store_path.parent.iterdir()) == [
+        store_path.name,
+        store_path.name + ".lock",
+    ]
 
 
 QUERY_REDIRECT_URI = "https://app.example/cb?tenant=acme%20corp&lang=fr&empty="
