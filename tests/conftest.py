@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -194,6 +195,13 @@ def cli_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "proxy"]
 
 
+def demo_env(**extra: str) -> dict[str, str]:
+    """clean_env with the fake's demo credentials, as a user's shell would have them."""
+    return clean_env(
+        CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET, **extra
+    )
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without our variables or proxies, plus EXTRA."""
     env = {
@@ -289,6 +297,16 @@ class CliServer:
     @property
     def stdout(self) -> str:
         return "\n".join(self.stdout_lines)
+
+
+StartCliServer = Callable[..., Awaitable[CliServer]]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain client, like curl: no proxies from the environment."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

@@ -19,17 +19,16 @@ import asyncio
 import importlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 from yarl import URL
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from tests.conftest import CliServer, clean_env
+from tests.conftest import CliServer, StartCliServer, clean_env
 
 if TYPE_CHECKING:
     from playwright.async_api import (
@@ -72,7 +71,6 @@ BROWSER_ARGS = [
     "--no-proxy-server",  # never an http_proxy from the environment: loopback only
 ]
 
-StartCliServer = Callable[..., Awaitable[CliServer]]
 
 API_PATH = "/2025-10/advertisers/me"
 ROWS = "#request-rows tr"
@@ -161,13 +159,6 @@ async def tab(context: BrowserContext) -> Tab:
 async def proxy(criteo_url: str, start_cli_server: StartCliServer) -> CliServer:
     """``criteo-proxy --upstream <fake> --port 0``, with the fake's demo credentials."""
     return await start_cli_server("--upstream", criteo_url, "--port", "0", env=demo_env())
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain client, like curl: no proxies from the environment."""
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def run_curl(*args: str, timeout: float = 10) -> tuple[int, str]:

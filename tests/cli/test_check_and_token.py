@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
-from tests.cli.conftest import demo_env, make_secret
-from tests.conftest import assert_absent, assert_one_line_error, clean_env, run_cli
+from tests.cli.conftest import make_secret
+from tests.conftest import assert_absent, assert_one_line_error, clean_env, demo_env, run_cli
 
 # --- check ------------------------------------------------------------------------------
 

@@ -8,8 +8,16 @@ import socket
 import aiohttp
 
 from proxy.fakes.criteo import FakeCriteo
-from tests.cli.conftest import API_PATH, StartCliServer, demo_env, make_secret
-from tests.conftest import assert_absent, assert_one_line_error, clean_env, raw_request, run_cli
+from tests.cli.conftest import API_PATH, make_secret
+from tests.conftest import (
+    StartCliServer,
+    assert_absent,
+    assert_one_line_error,
+    clean_env,
+    demo_env,
+    raw_request,
+    run_cli,
+)
 
 # --- logs -------------------------------------------------------------------------------
 

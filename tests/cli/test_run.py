@@ -13,7 +13,8 @@ from yarl import URL
 
 from proxy.fakes.criteo import FakeCriteo
 from tests import conftest
-from tests.cli.conftest import API_PATH, DEMO_ADVERTISER, StartCliServer, demo_env
+from tests.cli.conftest import API_PATH, DEMO_ADVERTISER
+from tests.conftest import StartCliServer, demo_env
 
 
 def free_port() -> int:

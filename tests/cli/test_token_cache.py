@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from tests.cli.conftest import API_PATH, StartCliServer, demo_env
-from tests.conftest import assert_absent, run_cli
+from tests.cli.conftest import API_PATH
+from tests.conftest import StartCliServer, assert_absent, demo_env, run_cli
 
 # --- the token cache of `criteo-proxy token` ---------------------------------------------------
 

@@ -7,15 +7,15 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from tests.conftest import CliServer, StartProxy, clean_env
+from proxy.fakes.criteo import FakeCriteo
+from tests.conftest import StartCliServer, StartProxy, demo_env
 from tests.observability.conftest import (
     ACCESS_LOGGER,
     API_PATH,
@@ -24,8 +24,6 @@ from tests.observability.conftest import (
     sample,
     scrape,
 )
-
-StartCliServer = Callable[..., Awaitable[CliServer]]
 
 ACCESS_FIELDS = {
     "method",
@@ -38,19 +36,6 @@ ACCESS_FIELDS = {
     "retry_reason",
     "request_id",
 }
-
-
-def demo_env(**extra: str) -> dict[str, str]:
-    return clean_env(
-        CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET, **extra
-    )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain client, like curl, that gives up rather than hang a test."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 async def wait_for_line(

@@ -12,7 +12,6 @@ import re
 import socket
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from tests.conftest import CliServer, assert_absent, assert_one_line_error, clean_env, run_cli
-
-StartCliServer = Callable[..., Awaitable[CliServer]]
+from tests.conftest import (
+    CliServer,
+    StartCliServer,
+    assert_absent,
+    assert_one_line_error,
+    clean_env,
+    run_cli,
+)
 
 API = "/2025-10/advertisers/me"
 RETAIL_ID, RETAIL_SECRET = "retail-app", "retail-s3cret-41"
@@ -119,12 +123,6 @@ async def authorize(config: Path, criteo: FakeCriteo, profile: str, client_id: s
         "authorize", "--profile", profile, f"--code={code}", "--config", str(config), env=env()
     )
     assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

@@ -6,33 +6,17 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 from yarl import URL
 
-from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from tests.conftest import CliServer, clean_env
-
-StartCliServer = Callable[..., Awaitable[CliServer]]
+from proxy.fakes.criteo import FakeCriteo
+from tests.conftest import CliServer, StartCliServer, demo_env
 
 ACCESS_LOGGER = "criteo_proxy.access"
-
-
-def demo_env(**extra: str) -> dict[str, str]:
-    return clean_env(
-        CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET, **extra
-    )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain client, like curl, that gives up rather than hang a test."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 async def wait_for_line(

@@ -8,35 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from proxy.fakes.criteo import DEMO_CLIENT_ID
 from proxy.tokens.store import TokenStore
 from tests import conftest
-from tests.conftest import CliResult, clean_env
+from tests.conftest import CliResult
 
 REDIRECT_URI = "https://app.example/cb"
 AUTHORIZE_AGAIN = "criteo-proxy authorize"
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def demo_env(**extra: str) -> dict[str, str]:
-    return clean_env(
-        CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET, **extra
-    )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain client, like curl: no proxies from the environment."""
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

@@ -17,8 +17,15 @@ import pytest
 from yarl import URL
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from tests.conftest import ManualClock, assert_absent, assert_one_line_error, clean_env, run_cli
-from tests.tokens.conftest import AUTHORIZE_AGAIN, REDIRECT_URI, demo_env, run_to_exit, stored_token
+from tests.conftest import (
+    ManualClock,
+    assert_absent,
+    assert_one_line_error,
+    clean_env,
+    demo_env,
+    run_cli,
+)
+from tests.tokens.conftest import AUTHORIZE_AGAIN, REDIRECT_URI, run_to_exit, stored_token
 
 CONSENT_URL = "https://consent.criteo.com/request"
 

@@ -11,7 +11,6 @@ import itertools
 import json
 import logging
 import stat
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,16 @@ from aiohttp.test_utils import TestClient
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
-from tests.conftest import CliServer, ManualClock, StartProxy, assert_absent, run_cli
-from tests.tokens.conftest import AUTHORIZE_AGAIN, REDIRECT_URI, demo_env, stored_token
-
-StartCliServer = Callable[..., Awaitable[CliServer]]
+from tests.conftest import (
+    CliServer,
+    ManualClock,
+    StartCliServer,
+    StartProxy,
+    assert_absent,
+    demo_env,
+    run_cli,
+)
+from tests.tokens.conftest import AUTHORIZE_AGAIN, REDIRECT_URI, stored_token
 
 API_PATH = "/2025-10/advertisers/me"
 

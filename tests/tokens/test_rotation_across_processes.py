@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -17,9 +16,8 @@ import pytest
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
-from tests.conftest import CliServer, clean_env, run_cli
+from tests.conftest import StartCliServer, clean_env, run_cli
 
-StartCliServer = Callable[..., Awaitable[CliServer]]
 API_PATH = "/2026-07/advertisers/me"
 
 

@@ -17,8 +17,8 @@ import pytest
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
 from proxy.tokens.store import TokenStore
-from tests.conftest import assert_one_line_error
-from tests.tokens.conftest import AUTHORIZE_AGAIN, demo_env, run_to_exit
+from tests.conftest import assert_one_line_error, demo_env
+from tests.tokens.conftest import AUTHORIZE_AGAIN, run_to_exit
 
 
 @pytest.fixture
