@@ -30,7 +30,7 @@ from proxy.tokens.command_cache import TokenCache, default_cache_path
 # The rest of the package (aiohttp above all) is imported by the commands that use
 # it: `criteo-proxy token` answering from its cache starts in a third of the time.
 if TYPE_CHECKING:
-    from proxy.tokens.provider import Grant, Token
+    from proxy.tokens.token import Grant, Token
 
 log = logging.getLogger("criteo_proxy.cli")
 
@@ -161,7 +161,7 @@ def _check_one(config: Config) -> int:
 
 def _check_line(config: Config) -> bool:
     """One profile, one line on stdout: OK with what it found, or FAILED and why."""
-    from proxy.tokens.provider import TokenError
+    from proxy.tokens.token import TokenError
 
     listen = config.listen.unix_socket or f"{config.listen.host}:{config.listen.port}"
     found = f"{config.credentials.grant_type}, client id {config.credentials.client_id}, {listen}"
@@ -202,7 +202,7 @@ def _fetch_token_or_fail(
     config: Config, grant: Grant | None = None, *, failure_prefix: str = ""
 ) -> Token:
     """One token for a one-shot command; a refusal is its one-line failure (exit 1)."""
-    from proxy.tokens.provider import TokenError
+    from proxy.tokens.token import TokenError
 
     try:
         return asyncio.run(_fetch_token(config, grant))

@@ -26,7 +26,8 @@ from proxy.forwarding.retries import Failure, TransientPolicy, failure_reason, r
 from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import ProfileMetrics
 from proxy.ratelimit.pacer import Pacer, RateLimited, Window
-from proxy.tokens.provider import Token, TokenProvider
+from proxy.tokens.provider import TokenProvider
+from proxy.tokens.token import Token
 
 log = logging.getLogger("criteo_proxy.forward")
 

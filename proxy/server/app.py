@@ -36,7 +36,8 @@ from proxy.server.state import (
     build_profile_state,
 )
 from proxy.tokens.grants import build_token_provider
-from proxy.tokens.provider import Clock, TokenError, TokenProvider
+from proxy.tokens.provider import TokenProvider
+from proxy.tokens.token import Clock, TokenError
 
 log = logging.getLogger("criteo_proxy.app")
 

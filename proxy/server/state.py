@@ -19,7 +19,8 @@ from proxy.console.history import History
 from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import Metrics, ProfileMetrics
 from proxy.ratelimit.pacer import Pacer
-from proxy.tokens.provider import Clock, TokenProvider
+from proxy.tokens.provider import TokenProvider
+from proxy.tokens.token import Clock
 
 
 @dataclass(slots=True, eq=False)

@@ -26,8 +26,9 @@ from proxy.config.schema import (
     CredentialsConfig,
     Secret,
 )
-from proxy.tokens.provider import Clock, Grant, Token, TokenError, TokenProvider, TokenRequest
+from proxy.tokens.provider import TokenProvider
 from proxy.tokens.store import TokenStore, TokenStoreError
+from proxy.tokens.token import Clock, Grant, Token, TokenError, TokenRequest
 
 log = logging.getLogger("criteo_proxy.tokens")
 

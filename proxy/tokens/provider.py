@@ -7,90 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
-from urllib.parse import urlencode
+from collections.abc import Callable
+from typing import Final
 
 import aiohttp
 from cachetools import TLRUCache
-from yarl import URL
 
-from proxy.errors import ErrorCode, ProxyError, describe
+from proxy.tokens.endpoint import TokenEndpoint
+from proxy.tokens.token import Clock, Grant, Token, TokenError, TokenState, TokenStatus
 
 log = logging.getLogger("criteo_proxy.tokens")
 
-Clock = Callable[[], float]  # seconds, monotonic: token lifetimes are measured on it
-
-FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
-_MAX_TOKEN_ANSWER_BYTES: Final = 64 * 1024
-_MAX_EXPIRES_IN_SECONDS: Final = 366 * 24 * 3600  # rejects inf and absurd lifetimes
 _BACKOFF_FIRST_SECONDS: Final = 1.0
 _BACKOFF_MAX_SECONDS: Final = 30.0
-
-
-class TokenError(ProxyError):
-    """The token endpoint refused us or could not be reached; detail is safe to show."""
-
-    def __init__(
-        self, status: int, code: ErrorCode, detail: str, *, oauth_error: str | None = None
-    ) -> None:
-        super().__init__(status, code, detail)
-        self.oauth_error = oauth_error  # the endpoint's OAuth "error", when it gave one
-
-    def copy(self) -> TokenError:
-        return TokenError(self.status, self.code, self.detail, oauth_error=self.oauth_error)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Token:
-    access_token: str = field(repr=False)
-    refresh_token: str | None = field(default=None, repr=False)
-    expires_in_seconds: float
-    obtained_at: float  # on the provider's clock, taken when the request was sent
-    renew_at: float  # obtained_at + expires_in - margin: the cache drops it then
-
-    @property
-    def expires_at(self) -> float:
-        return self.obtained_at + self.expires_in_seconds
-
-
-TokenState = Literal["valid", "renewing", "backing_off", "failing", "none"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TokenStatus:
-    state: TokenState
-    expires_in_seconds: float | None
-    last_error: str | None
-    backoff_seconds: float
-    fetched_at: float | None  # epoch seconds
-
-
-# Sends one form to the token endpoint: the token, or a TokenError.
-TokenRequest = Callable[[Mapping[str, str]], Awaitable[Token]]
-
-
-class Grant(Protocol):
-    """What to send to the token endpoint, and whom to blame when it says no."""
-
-    @property
-    def cache_key(self) -> str: ...
-
-    @property
-    def rotates(self) -> bool:
-        """Whether a token request spends something (a refresh token) that must be stored."""
-
-    def rejection_hint(self, oauth_error: str) -> str: ...
-
-    async def obtain(self, request: TokenRequest) -> Token:
-        """One token through REQUEST, with whatever the grant keeps (a rotated refresh
-        token) stored before it is returned, and so before it is used."""
-
-    def secrets(self) -> list[str]: ...
 
 
 class TokenProvider:
@@ -113,13 +44,16 @@ class TokenProvider:
         clock: Clock = time.monotonic,
         on_fetch: Callable[[bool], None] | None = None,
     ) -> None:
-        self._session = session
-        self._http_proxy = http_proxy
         self._grant = grant
-        self._token_url = token_url
-        self._shown_url = str(URL(token_url).with_user(None).with_query(None))
-        self._margin_seconds = margin_seconds
-        self._timeout_seconds = timeout_seconds
+        self._endpoint = TokenEndpoint(
+            session,
+            grant,
+            token_url=token_url,
+            margin_seconds=margin_seconds,
+            timeout_seconds=timeout_seconds,
+            http_proxy=http_proxy,
+            clock=clock,
+        )
         self._clock = clock
         self._on_fetch = on_fetch  # told True / False after each token request, for metrics
         self._cache: TLRUCache[str, Token] = TLRUCache(maxsize=8, ttu=_renew_at, timer=clock)
@@ -234,7 +168,7 @@ class TokenProvider:
 
     async def _fetch(self) -> Token | TokenError:
         try:
-            token = await self._grant.obtain(self._request_token)
+            token = await self._grant.obtain(self._endpoint.request)
         except TokenError as exc:
             self._failures += 1
             delay = min(_BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), _BACKOFF_MAX_SECONDS)
@@ -253,109 +187,6 @@ class TokenProvider:
         log.info("token fetched, valid for %.0f s", token.expires_in_seconds)
         return token
 
-    async def _request_token(self, fields: Mapping[str, str]) -> Token:
-        form = urlencode(fields)
-        sent_at = self._clock()
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                async with self._session.post(
-                    self._token_url,
-                    data=form.encode(),
-                    headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"},
-                    proxy=self._http_proxy,
-                    allow_redirects=False,
-                ) as response:
-                    body = await read_bounded(response.content, _MAX_TOKEN_ANSWER_BYTES)
-                    status = response.status
-        except TimeoutError as exc:
-            raise self._error(
-                504,
-                "token_endpoint_unavailable",
-                f"POST {self._shown_url} did not answer within {self._timeout_seconds:g} s",
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise self._error(
-                502, "token_endpoint_unavailable", f"POST {self._shown_url} failed: {describe(exc)}"
-            ) from exc
-        answer = _parse_json_object(body)
-        if status == 200:
-            return self._parse_token(answer, sent_at)
-        if 400 <= status < 500 and status != 429:
-            oauth_error = str(answer.get("error") or "") if answer else ""
-            description = str(answer.get("error_description") or "") if answer else ""
-            reason = " ".join(part for part in (str(status), oauth_error) if part)
-            detail = f"POST {self._shown_url} answered {reason}"
-            if description:
-                detail += f" ({description})"
-            hint = self._grant.rejection_hint(oauth_error)
-            error = self._error(502, "token_request_failed", f"{detail}: {hint}")
-            error.oauth_error = oauth_error or None
-            raise error
-        raise self._error(
-            502, "token_endpoint_unavailable", f"POST {self._shown_url} answered {status}"
-        )
-
-    def _parse_token(self, answer: dict[str, object] | None, sent_at: float) -> Token:
-        if answer is None:
-            raise self._malformed("the answer is not a JSON object")
-        access_token = answer.get("access_token")
-        expires_in = answer.get("expires_in")
-        refresh_token = answer.get("refresh_token")
-        token_type = answer.get("token_type", "Bearer")
-        if not isinstance(access_token, str) or not access_token:
-            raise self._malformed("no access_token in the answer")
-        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
-            raise self._malformed("no numeric expires_in in the answer")
-        if not 0 < expires_in < _MAX_EXPIRES_IN_SECONDS:
-            raise self._malformed(f"expires_in is {expires_in}")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise self._malformed("token_type is not Bearer")
-        if refresh_token is not None and not isinstance(refresh_token, str):
-            raise self._malformed("refresh_token is neither a string nor null")
-        margin = min(self._margin_seconds, expires_in / 2)
-        return Token(
-            access_token=access_token,
-            refresh_token=refresh_token or None,
-            expires_in_seconds=float(expires_in),
-            obtained_at=sent_at,
-            renew_at=sent_at + expires_in - margin,
-        )
-
-    def _malformed(self, why: str) -> TokenError:
-        return self._error(
-            502,
-            "token_endpoint_unavailable",
-            f"POST {self._shown_url} gave a malformed answer: {why}",
-        )
-
-    def _error(self, status: int, code: ErrorCode, detail: str) -> TokenError:
-        # The endpoint's own words end up in detail: never let them echo a secret back.
-        for secret in self._grant.secrets():
-            if secret:
-                detail = detail.replace(secret, "***")
-        return TokenError(status, code, detail)
-
-
-async def read_bounded(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:
-    """The whole body, however it is split on the wire, but never more than LIMIT_BYTES."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit_bytes:
-        chunk = await content.read(limit_bytes - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
 
 def _renew_at(_key: str, token: Token, _now: float) -> float:
     return token.renew_at
-
-
-def _parse_json_object(body: bytes) -> dict[str, object] | None:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
