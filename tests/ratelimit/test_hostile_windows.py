@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 
 from proxy.fakes.criteo import FakeCriteo
-from proxy.ratelimit.pacer import Window, read_window
+from proxy.ratelimit.pacer import Window
+from proxy.ratelimit.window_headers import read_window
 from tests.conftest import StartProxy
 
 HOSTILE_PATH = "/2026-07/hostile"
