@@ -7,6 +7,7 @@ only through here.
 
 from __future__ import annotations
 
+import urllib.parse
 import urllib.request
 
 from yarl import URL
@@ -68,3 +69,47 @@ def env_proxy_for(url: str) -> str | None:
     if not proxy or bypass(parsed.host or "", proxies):
         return None
     return proxy
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def shown_redis_url(url: str) -> str:
+    """A Redis URL as logs, the console and errors may show it: no user info, no query
+    (either may hold the password)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(unreadable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def parse_redis_url(url: str) -> str | None:
+    """Why URL is not a Redis URL the client can use, or None when it is one."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "unreadable (a bad port or bracket?)"
+    if parts.scheme not in REDIS_SCHEMES:
+        return f"unknown scheme {parts.scheme or '(none)'!r}"
+    if parts.fragment:
+        return "a fragment (#...) has no meaning here"
+    if parts.scheme == "unix":
+        if not parts.path.startswith("/"):
+            return "expected unix:///absolute/path.sock"
+        database = urllib.parse.parse_qs(parts.query).get("db", ["0"])[-1]
+    else:
+        if not parts.hostname:
+            return "no host"
+        if port == 0:
+            return "port 0"
+        database = parts.path.lstrip("/") or "0"
+    if not database.isascii() or not database.isdigit():
+        return f"database {database!r} is not a number"
+    return None

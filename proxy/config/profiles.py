@@ -24,7 +24,7 @@ OVERRIDABLE: Final = (
     "rate_limit",
     "security",
 )
-SHARED: Final = ("upstream", "logging", "console")
+SHARED: Final = ("upstream", "logging", "console", "coordination")
 _SECRET_KEYS: Final = ("client_secret", "client_secret_file")
 
 
@@ -96,6 +96,7 @@ def check_profiles_apart(configs: tuple[Config, ...]) -> None:
     ports: dict[int, str] = {}
     sockets: dict[str, str] = {}
     stores: dict[str, str] = {}
+    code_apps: dict[str, str] = {}
     for config in configs:
         key = "" if config.name == DEFAULT_PROFILE else f"profiles.{config.name}."
         listen = config.listen
@@ -113,6 +114,14 @@ def check_profiles_apart(configs: tuple[Config, ...]) -> None:
                     f"{key}listen.port: {listen.port} is already the port of profile {other}"
                 )
         credentials = config.credentials
+        if credentials.grant_type == "authorization_code" and config.coordination.enabled:
+            other = code_apps.setdefault(credentials.client_id, config.name)
+            if other != config.name:
+                raise ConfigError(
+                    f"{key}credentials.client_id: profile {other} is an authorization-code "
+                    "app with the same client id; with coordination on, they would be one "
+                    "member twice over one refresh token: keep one profile per app"
+                )
         if credentials.grant_type == "authorization_code":
             other = stores.setdefault(credentials.token_store, config.name)
             if other != config.name:

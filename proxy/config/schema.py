@@ -139,6 +139,22 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationConfig:
+    """DESIGN 11: several proxies share one app's tokens and windows on Redis."""
+
+    redis_url: Secret | None = None  # may carry a password: never shown
+    key_prefix: str = "criteo-proxy"
+    timeout: float = 0.5  # seconds for one Redis call
+    ca_file: str | None = None  # extra CA bundle for rediss://
+    encryption_key: Secret | None = None  # base64 of >= 32 random bytes; None: the secret's
+    previous_encryption_key: Secret | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.redis_url is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -150,6 +166,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    coordination: CoordinationConfig = field(default_factory=CoordinationConfig)
     source: str | None = None  # the file it came from, for messages; None = defaults
     # Profiles (DESIGN 9): this one's name, and on the top level (``default``) the
     # others, each resolved whole (the top level with its overrides, key by key).

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import importlib.util
 import re
 import ssl
 from typing import Final
 
-from proxy.config.addresses import parse_host, parse_origin, parse_url
+from proxy.config.addresses import (
+    parse_host,
+    parse_origin,
+    parse_redis_url,
+    parse_url,
+    shown_redis_url,
+)
 from proxy.config.schema import Config, ConfigError
 
 # The history is memory only: bounded in count here, and in bytes by history.py.
@@ -75,6 +84,59 @@ def validate_config(config: Config) -> None:
         raise ConfigError(
             f"console.history: expected 0-{MAX_CONSOLE_HISTORY} requests, got {history}"
         )
+    _validate_coordination(config)
+
+
+# What `coordination:` needs that a single proxy does not (the extra of pyproject.toml).
+COORDINATION_LIBRARIES: Final = ("redis", "cryptography")
+COORDINATION_INSTALL: Final = "pip install 'criteo-proxy[redis]'"
+_MIN_ENCRYPTION_KEY_BYTES: Final = 32
+_KEY_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+
+
+def _validate_coordination(config: Config) -> None:
+    coordination = config.coordination
+    _require_positive("coordination.timeout", coordination.timeout)
+    if not _KEY_PREFIX.fullmatch(coordination.key_prefix):
+        raise ConfigError(
+            "coordination.key_prefix: expected 1-64 letters, digits and . _ : / -, got "
+            f"{coordination.key_prefix!r}"
+        )
+    for key in ("encryption_key", "previous_encryption_key"):
+        value = getattr(coordination, key)
+        if value is not None:
+            decode_encryption_key(f"coordination.{key}", value.reveal())
+    if coordination.redis_url is None:
+        return
+    url = coordination.redis_url.reveal()
+    why = parse_redis_url(url)
+    if why is not None:
+        raise ConfigError(
+            "coordination.redis_url: expected redis://[user:password@]host:port/db, "
+            f"rediss://... or unix:///path.sock?db=0; {shown_redis_url(url)}: {why}"
+        )
+    if coordination.ca_file is not None:
+        _validate_ca_file(coordination.ca_file, key="coordination.ca_file")
+    missing = [name for name in COORDINATION_LIBRARIES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"coordination.redis_url: needs {' and '.join(missing)}, which are not installed: "
+            f"{COORDINATION_INSTALL}"
+        )
+
+
+def decode_encryption_key(key: str, text: str) -> bytes:
+    """The bytes of a base64 key of at least 32 bytes; the error never shows the value."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) < _MIN_ENCRYPTION_KEY_BYTES:
+        raise ConfigError(
+            f"{key}: expected base64 of at least {_MIN_ENCRYPTION_KEY_BYTES} random bytes "
+            "(e.g. `openssl rand -base64 32`); the value is not shown"
+        )
+    return raw
 
 
 _METHOD: Final = re.compile(r"[A-Z]{1,20}")
@@ -127,15 +189,13 @@ def _validate_http_url(key: str, value: str, *, query_allowed: bool = False) -> 
         raise ConfigError(f"{key}: must not carry a query, got {shown}")
 
 
-def _validate_ca_file(path: str) -> None:
+def _validate_ca_file(path: str, *, key: str = "upstream.ca_file") -> None:
     try:
         ssl.create_default_context(cafile=path)
     except ssl.SSLError as exc:  # before OSError: SSLError is one
-        raise ConfigError(
-            f"upstream.ca_file: {path} holds no PEM certificate ({exc.reason})"
-        ) from exc
+        raise ConfigError(f"{key}: {path} holds no PEM certificate ({exc.reason})") from exc
     except OSError as exc:
-        raise ConfigError(f"upstream.ca_file: cannot read {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _require_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
