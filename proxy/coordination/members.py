@@ -1,0 +1,59 @@
+"""Who is there: each member announces itself every 5 s; ``members`` counts those heard
+from in the last 15 s (this one included), on Redis's clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Final
+
+from proxy.coordination.keys import AppKeys
+from proxy.coordination.link import Client, Link, Unavailable
+
+ANNOUNCE_EVERY_SECONDS: Final = 5.0
+HEARD_WITHIN_SECONDS: Final = 15.0
+
+_ANNOUNCE: Final = """
+local now = redis.call('TIME')
+local seconds = tonumber(now[1]) + tonumber(now[2]) / 1e6
+redis.call('ZADD', KEYS[1], seconds, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', seconds - tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 4))
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class Members:
+    def __init__(self, link: Link, keys: AppKeys, *, member_id: str) -> None:
+        self._link = link
+        self._key = keys.members
+        self._member_id = member_id
+        self._announce = link.script(_ANNOUNCE)
+        self.count: int | None = None  # as of the last announcement that Redis answered
+        self._task: asyncio.Task[None] | None = None
+
+    async def announce(self) -> None:
+        async def announce(client: Client) -> object:
+            return await self._announce(
+                keys=[self._key], args=[self._member_id, HEARD_WITHIN_SECONDS]
+            )
+
+        try:
+            self.count = int(str(await self._link.call("announce", announce)))
+        except Unavailable:
+            self.count = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._announce_forever())
+
+    async def _announce_forever(self) -> None:
+        while True:
+            if self._link.is_up:
+                await self.announce()
+            await asyncio.sleep(ANNOUNCE_EVERY_SECONDS)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

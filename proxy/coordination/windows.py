@@ -1,0 +1,153 @@
+"""The app's rate-limit windows, shared by the fleet: Criteo's latest word per bucket and
+the fleet's sends since, taken atomically by one script per send (DESIGN 11).
+
+Every send gets a number. An answer to send number k carries Criteo's count of the
+calls it had seen, ours up to k among them: what the window still allows is its
+``remaining`` less the fleet's sends after k. The word kept is the answer with the
+latest reset, and of those the lowest remaining. Before any word, one send goes as a
+probe and the others wait for its answer; a window whose reset has passed is full
+again until an answer names the next. Times are Redis's (``TIME``); a reset more than
+a minute away, from Criteo or from Redis, is not trusted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from proxy.coordination.keys import AppKeys
+from proxy.coordination.link import Client, Link
+
+RESET_MARGIN_SECONDS: Final = 0.1  # released this long after a reset, as a lone proxy is
+PROBE_WAIT_SECONDS: Final = 1.0  # how long the others wait for a probe's answer
+MAX_RESET_AHEAD_SECONDS: Final = 60.0
+_KEEP_SECONDS: Final = 180  # a window's key outlives its reset by this much
+
+# ARGV: reset margin, probe wait, max reset ahead, keep seconds.
+# Returns {granted, why, wait, limit, left, reset_in, send}; floats as strings (Redis
+# truncates Lua numbers), '' for none.
+_TAKE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local h = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'word_send', 'send',
+  'probe_until')
+local limit, remaining, reset = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
+local word_send, send = tonumber(h[4]) or 0, tonumber(h[5]) or 0
+local probe_until = tonumber(h[6]) or 0
+local margin = tonumber(ARGV[1])
+if reset ~= nil and reset > now + tonumber(ARGV[3]) then limit, reset = nil, nil end
+if limit == nil then
+  if now < probe_until then
+    return {0, 'probe', tostring(probe_until - now), '', '', '', ''}
+  end
+  send = send + 1
+  redis.call('HSET', KEYS[1], 'send', send, 'probe_until', tostring(now + tonumber(ARGV[2])))
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  return {1, 'probe', '0', '', '', '', send}
+end
+if reset ~= nil and now >= reset + margin then
+  remaining, reset, word_send = limit, nil, send
+  redis.call('HSET', KEYS[1], 'remaining', remaining, 'word_send', word_send)
+  redis.call('HDEL', KEYS[1], 'reset')
+end
+local left = remaining - (send - word_send)
+local reset_in = ''
+if reset ~= nil then reset_in = tostring(reset - now) end
+if left > 0 then
+  send = send + 1
+  redis.call('HSET', KEYS[1], 'send', send)
+  return {1, 'ok', '0', limit, left - 1, reset_in, send}
+end
+if reset ~= nil then
+  return {0, 'spent', tostring(reset + margin - now), limit, 0, reset_in, ''}
+end
+return {0, 'answer', '', limit, 0, '', ''}
+"""
+# ARGV: the send it answers, limit, remaining, reset (Criteo's epoch seconds), margin,
+# max ahead, keep seconds.
+_ANSWER: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local send, limit, remaining, reset = tonumber(ARGV[1]), tonumber(ARGV[2]),
+  tonumber(ARGV[3]), tonumber(ARGV[4])
+local margin, ahead = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('HDEL', KEYS[1], 'probe_until')
+if reset > now + ahead or reset + margin <= now then return 0 end
+local h = redis.call('HMGET', KEYS[1], 'remaining', 'reset')
+local known_remaining, known_reset = tonumber(h[1]), tonumber(h[2])
+if known_reset ~= nil and known_reset > now + ahead then known_reset = nil end
+if known_reset == nil or reset > known_reset
+    or (reset == known_reset and remaining < known_remaining) then
+  redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining,
+    'reset', tostring(reset), 'word_send', send)
+  redis.call('EXPIRE', KEYS[1], math.ceil(reset - now) + tonumber(ARGV[7]))
+  return 1
+end
+return 0
+"""
+
+Why = Literal["ok", "probe", "spent", "answer"]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSlot:
+    """The fleet's verdict on one send, and the window as it stood."""
+
+    granted: bool
+    why: Why  # ok / probe: granted; probe: a probe is out; spent; answer: spent, reset unknown
+    wait_seconds: float | None  # until the window frees a slot; None: until an answer says
+    send: int | None  # the send's number, for its answer
+    limit: int | None
+    left: int | None
+    reset_in_seconds: float | None
+
+
+class FleetWindows:
+    def __init__(self, link: Link, keys: AppKeys) -> None:
+        self._link = link
+        self._keys = keys
+        self._take = link.script(_TAKE)
+        self._answer = link.script(_ANSWER)
+
+    async def take(self, bucket: str) -> FleetSlot:
+        key = self._keys.window(bucket)
+        args = [RESET_MARGIN_SECONDS, PROBE_WAIT_SECONDS, MAX_RESET_AHEAD_SECONDS, _KEEP_SECONDS]
+
+        async def take(client: Client) -> list[object]:
+            return list(await self._take(keys=[key], args=args))
+
+        granted, why, wait, limit, left, reset_in, send = [
+            _text(v) for v in await self._link.call("window", take)
+        ]
+        return FleetSlot(
+            granted=granted == "1",
+            why=why if why in ("ok", "probe", "spent", "answer") else "answer",  # type: ignore[arg-type]
+            wait_seconds=float(wait) if wait and why != "ok" else (0.0 if granted == "1" else None),
+            send=int(send) if send else None,
+            limit=int(limit) if limit else None,
+            left=int(left) if left else None,
+            reset_in_seconds=float(reset_in) if reset_in else None,
+        )
+
+    async def answered(
+        self, bucket: str, *, send: int, limit: int, remaining: int, reset_at: float
+    ) -> None:
+        key = self._keys.window(bucket)
+        args: list[int | float] = [
+            send,
+            limit,
+            remaining,
+            reset_at,
+            RESET_MARGIN_SECONDS,
+            MAX_RESET_AHEAD_SECONDS,
+            _KEEP_SECONDS,
+        ]
+
+        async def answer(client: Client) -> object:
+            return await self._answer(keys=[key], args=args)
+
+        await self._link.call("window", answer)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
