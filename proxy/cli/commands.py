@@ -30,7 +30,12 @@ from proxy.tokens.command_cache import TokenCache, default_cache_path
 # The rest of the package (aiohttp above all) is imported by the commands that use
 # it: `criteo-proxy token` answering from its cache starts in a third of the time.
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from proxy.coordination.member import Member
     from proxy.tokens.token import Grant, Token
+
+    MakeGrant = Callable[[Member | None], Grant]  # the grant, once the fleet member is known
 
 log = logging.getLogger("criteo_proxy.cli")
 
@@ -153,8 +158,11 @@ def _check_one(config: Config) -> int:
     print(f"grant type:     {config.credentials.grant_type}")
     print(f"client id:      {config.credentials.client_id}")
     print("client secret:  set (not shown)", flush=True)
-    token = _fetch_token_or_fail(config, failure_prefix="check failed: ")
+    coordination: list[str] = []
+    token = _fetch_token_or_fail(config, failure_prefix="check failed: ", coordination=coordination)
     print(f"token:          obtained, valid for {token.expires_in_seconds:.0f} s (not shown)")
+    for line in coordination:
+        print(f"coordination:   {line}")
     print("OK")
     return 0
 
@@ -165,8 +173,9 @@ def _check_line(config: Config) -> bool:
 
     listen = config.listen.unix_socket or f"{config.listen.host}:{config.listen.port}"
     found = f"{config.credentials.grant_type}, client id {config.credentials.client_id}, {listen}"
+    coordination: list[str] = []
     try:
-        token = asyncio.run(_fetch_token(config, None))
+        token = asyncio.run(_fetch_token(config, None, coordination=coordination))
     except TokenError as exc:
         print(f"{config.name}: FAILED ({found}): {exc.code}: {exc.detail}", flush=True)
         return False
@@ -174,6 +183,7 @@ def _check_line(config: Config) -> bool:
         print(f"{config.name}: FAILED ({found}): {exc}", flush=True)
         return False
     valid = f"token valid for {token.expires_in_seconds:.0f} s (not shown)"
+    valid += "".join(f"; coordination: {line}" for line in coordination)
     print(f"{config.name}: OK ({found}): {valid}", flush=True)
     return True
 
@@ -199,23 +209,50 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _fetch_token_or_fail(
-    config: Config, grant: Grant | None = None, *, failure_prefix: str = ""
+    config: Config,
+    make_grant: MakeGrant | None = None,
+    *,
+    failure_prefix: str = "",
+    coordination: list[str] | None = None,
 ) -> Token:
     """One token for a one-shot command; a refusal is its one-line failure (exit 1)."""
     from proxy.tokens.token import TokenError
 
     try:
-        return asyncio.run(_fetch_token(config, grant))
+        return asyncio.run(_fetch_token(config, make_grant, coordination=coordination))
     except TokenError as exc:
         _fail(f"{failure_prefix}{exc.code}: {exc.detail}", EXIT_FAILURE)
 
 
-async def _fetch_token(config: Config, grant: Grant | None) -> Token:
+async def _fetch_token(
+    config: Config, make_grant: MakeGrant | None, *, coordination: list[str] | None = None
+) -> Token:
+    """With coordination, as a member of the fleet (DESIGN 11): a valid token from Redis
+    first, a refresh only under the fleet's lock. COORDINATION gets a line about Redis."""
     from proxy.forwarding.upstream import build_session
-    from proxy.tokens.grants import build_token_provider
+    from proxy.tokens.wiring import open_token_provider
 
-    async with build_session(config.upstream) as session:
-        return await build_token_provider(config, session, grant=grant).get_token()
+    member = None
+    if config.coordination.enabled:
+        from proxy.coordination.member import Member
+
+        member = Member.for_profile(config)
+        await member.start(announce=False)
+    try:
+        async with build_session(config.upstream) as session:
+            grant = None if make_grant is None else make_grant(member)
+            provider = await open_token_provider(config, session, grant=grant, member=member)
+            return await provider.get_token()
+    finally:
+        if member is not None:
+            if coordination is not None:
+                status = member.status()
+                coordination.append(
+                    f"Redis {status.redis} answers: shared with the fleet"
+                    if status.state == "up"
+                    else f"Redis {status.redis}: {status.last_error}: acted alone"
+                )
+            await member.aclose()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -286,14 +323,18 @@ def _authorize(args: argparse.Namespace) -> int:
         if not redirect_uri:
             raise ConfigError("--redirect-uri: required with --code (or credentials.redirect_uri)")
     store = TokenStore(credentials.token_store)
-    grant = AuthorizationCodeGrant(
-        client_id=credentials.client_id,
-        client_secret=credentials.client_secret,
-        code=code,
-        redirect_uri=redirect_uri,
-        store=store,
-    )
-    _fetch_token_or_fail(config, grant)
+
+    def make_grant(fleet: Member | None) -> Grant:
+        return AuthorizationCodeGrant(
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret,
+            code=code,
+            redirect_uri=redirect_uri,
+            store=store,
+            fleet=fleet,
+        )
+
+    _fetch_token_or_fail(config, make_grant)
     print(
         f"stored a refresh token for client {credentials.client_id} in {store.path} "
         "(mode 0600, not shown); run the proxy with credentials.grant_type: authorization_code",

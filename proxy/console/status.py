@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from proxy import __version__
 from proxy.console.history import format_utc
+from proxy.coordination.member import OFF
 from proxy.tokens.refresh_grant import RefreshTokenGrant
 
 if TYPE_CHECKING:  # handed in by the server: the console never imports it
@@ -66,6 +67,19 @@ def _profile_status(profile: ProfileState, now: float, fallback_listen: str) -> 
             }
             for seen in profile.versions.seen()
         ],
+        "coordination": _coordination_status(profile),
+    }
+
+
+def _coordination_status(profile: ProfileState) -> dict[str, object]:
+    """DESIGN 11: off, or whether this member shares with the fleet; never the password."""
+    member = profile.member
+    status = OFF if member is None else member.status()
+    return {
+        "state": status.state,
+        "redis": status.redis,
+        "members": status.members,
+        "last_error": status.last_error,
     }
 
 

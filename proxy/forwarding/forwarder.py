@@ -25,7 +25,7 @@ from proxy.forwarding.request_body import NO_BODY, RequestBody, body_timeout, bo
 from proxy.forwarding.retries import Failure, TransientPolicy, failure_reason, retry_delay
 from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import ProfileMetrics
-from proxy.ratelimit.pacer import Pacer, RateLimited, Window
+from proxy.ratelimit.pacer import Pacer, RateLimited, Send, Window
 from proxy.tokens.provider import TokenProvider
 from proxy.tokens.token import Token
 
@@ -254,7 +254,7 @@ class Forwarder:
             request_id=exchange.request_id,
         )
         timeout_seconds = self._settings.response_timeout_seconds
-        window = await self._wait_for_slot(url.raw_path, exchange) if token else None
+        slot = await self._wait_for_slot(url.raw_path, exchange) if token else None
         started = time.perf_counter()
         answer: CIMultiDictProxy[str] | None = None
         try:
@@ -283,23 +283,26 @@ class Forwarder:
             raise
         finally:
             exchange.bytes_in = body.size
-            if window is not None:
-                window.answered(answer)
+            if slot is not None:
+                window, send = slot
+                window.answered(answer, send)
         elapsed = time.perf_counter() - started
         self._metrics.upstream_latency.observe(elapsed)
         exchange.add_upstream_seconds(elapsed)
         return response
 
-    async def _wait_for_slot(self, path: str, exchange: Exchange) -> Window | None:
+    async def _wait_for_slot(
+        self, path: str, exchange: Exchange
+    ) -> tuple[Window, Send | None] | None:
         """Wait in line for Criteo's rate-limit window; 429 rate_limited past max_wait."""
         pacer = self._pacer
         if not pacer.enabled:
             return None
         window = pacer.window_for(path)
         if not window.metered:  # Criteo does not limit it: no line to wait in, no await
-            return window
+            return window, None
         try:
-            waited = await window.acquire(pacer.max_wait_seconds)
+            send = await window.take(pacer.max_wait_seconds)
         except RateLimited as exc:
             self._count_429(path, "refused")
             seconds = max(0.0, exc.reset_at - time.time())
@@ -310,6 +313,7 @@ class Forwarder:
                 f"Criteo's rate-limit window ({window.name}) frees a slot at {reset}, in "
                 f"{seconds:.0f} s: more than rate_limit.max_wait ({pacer.max_wait_seconds:g} s)",
             ) from None
+        waited = send.waited_seconds
         if waited:
             exchange.rate_limit_wait_seconds += waited
             self._metrics.rate_limit_wait.inc(waited)
@@ -318,4 +322,4 @@ class Forwarder:
                 exchange.request_id,
                 waited,
             )
-        return window
+        return window, send

@@ -90,6 +90,19 @@ class Metrics:
             registry=r,
         )
 
+        self.coordination_up = Gauge(
+            "criteo_proxy_coordination_up",
+            "1 while Redis answers and this member shares with the fleet (DESIGN 11), else 0.",
+            p,
+            registry=r,
+        )
+        self.coordination_errors = Counter(
+            "criteo_proxy_coordination_errors",
+            "Redis calls that failed, by operation: connect, token, refresh, window, announce.",
+            [*p, "operation"],
+            registry=r,
+        )
+
     def for_profile(self, profile: str) -> ProfileMetrics:
         """The metrics one profile counts in, its label bound (profiles are configured
         names: the label set stays bounded)."""
@@ -142,3 +155,9 @@ class ProfileMetrics:
 
     def count_429(self, outcome: str) -> None:
         self.shared.rate_limited.labels(*self._label, outcome).inc()
+
+    def count_coordination_error(self, operation: str) -> None:
+        self.shared.coordination_errors.labels(*self._label, operation).inc()
+
+    def set_coordination_up(self, up: bool) -> None:
+        self._child(self.shared.coordination_up).set(1 if up else 0)

@@ -19,6 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from proxy.coordination.link import Unavailable
+from proxy.coordination.member import Member
+from proxy.ratelimit.fleet_line import FleetLine, FleetRateLimited
 from proxy.ratelimit.quota import RESET_MARGIN_SECONDS, Quota, WindowState
 from proxy.ratelimit.window_headers import LIMIT_HEADER, parse_window, read_window
 
@@ -42,6 +45,14 @@ def bucket_for(path: str) -> str:
     the rest (40 vs 250 calls a minute)."""
     lowered = path.lower()  # two plain tests, no generator: this runs for every request
     return "reports" if "/statistics/" in lowered or "/report" in lowered else "api"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A slot taken: how long it waited, and its number in the fleet's window, if any."""
+
+    waited_seconds: float
+    fleet_number: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,9 +86,23 @@ class Window:
         self._timer: asyncio.TimerHandle | None = None
         self.throttled = {"seen": 0, "retried": 0, "refused": 0}
         self._warned_implausible = False
+        self.fleet: FleetLine | None = None  # DESIGN 11: the window is the fleet's, on Redis
 
     def snapshot(self) -> WindowSnapshot:
         quota = self._quota
+        fleet = self.fleet
+        if fleet is not None and fleet.active and fleet.last is not None:
+            last = fleet.last  # the fleet's window, as Redis last told this member
+            reset_in = last.reset_in_seconds
+            return WindowSnapshot(
+                bucket=self.name,
+                metered=self._metered,
+                limit=last.limit,
+                remaining=last.left,
+                reset_at=None if reset_in is None else fleet.last_seen_at + reset_in,
+                waiting=self.waiting,
+                throttled=dict(self.throttled),
+            )
         return WindowSnapshot(
             bucket=self.name,
             metered=self._metered,
@@ -90,7 +115,8 @@ class Window:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.done())
+        local = sum(1 for w in self._waiters if not w.done())
+        return local + (0 if self.fleet is None else self.fleet.waiting)
 
     @property
     def metered(self) -> bool:
@@ -106,6 +132,20 @@ class Window:
             return 0.0
         released_at = self._quota.released_at()
         return 0.0 if released_at is None else max(0.0, released_at - self._clock())
+
+    async def take(self, max_wait_seconds: float) -> Send:
+        """Wait for a slot, the fleet's while it answers; RateLimited if it would be too long."""
+        fleet = self.fleet
+        if fleet is not None and self._metered and fleet.active:
+            try:
+                send = await fleet.take(max_wait_seconds)
+            except FleetRateLimited as exc:
+                raise RateLimited(exc.reset_at) from None
+            except Unavailable:
+                pass  # said once by the link: this member paces alone until Redis returns
+            else:
+                return Send(send.waited_seconds, send.number)
+        return Send(await self.acquire(max_wait_seconds), None)
 
     async def acquire(self, max_wait_seconds: float) -> float:
         """Wait for a slot; returns the seconds waited. RateLimited if it would be too long."""
@@ -160,8 +200,11 @@ class Window:
         reset_at = self._quota.reset_at
         return self._clock() if reset_at is None else reset_at
 
-    def answered(self, headers: Mapping[str, str] | None) -> None:
-        """An answer (or a failure: None) came back for one of our sends."""
+    def answered(self, headers: Mapping[str, str] | None, send: Send | None = None) -> None:
+        """An answer (or a failure: None) came back for one of our sends (SEND: its slot)."""
+        if send is not None and send.fleet_number is not None and self.fleet is not None:
+            self._answered_to_fleet(headers, send.fleet_number, self.fleet)
+            return
         if not self._metered:
             if headers is None or LIMIT_HEADER not in headers:
                 return  # still not metered: this one lookup is all it costs
@@ -180,6 +223,20 @@ class Window:
             self._metered = False
             self._quota.forget()
         self._release()
+
+    def _answered_to_fleet(
+        self, headers: Mapping[str, str] | None, number: int, fleet: FleetLine
+    ) -> None:
+        """Tell the fleet what Criteo said to its send NUMBER (in the background: the
+        client's answer does not wait for Redis)."""
+        if headers is None:
+            return  # a failure says nothing of the window
+        if LIMIT_HEADER not in headers:
+            self._metered = False  # not metered after all: this member stops asking
+            return
+        window = self._read_window(headers)
+        if window is not None:
+            fleet.answered(number, window)
 
     def _read_window(self, headers: Mapping[str, str]) -> WindowState | None:
         window = read_window(headers, now=self._clock())
@@ -251,13 +308,22 @@ class Pacer:
         self.max_wait_seconds = max_wait_seconds
         self._clock = clock
         self._windows: dict[str, Window] = {}
+        self._member: Member | None = None
 
     def window_for(self, path: str) -> Window:
         name = bucket_for(path)
         window = self._windows.get(name)
         if window is None:
             window = self._windows[name] = Window(name, clock=self._clock)
+            if self._member is not None:
+                window.fleet = FleetLine(name, self._member)
         return window
+
+    def share_with(self, member: Member) -> None:
+        """Pace on the fleet's windows while Redis answers (DESIGN 11)."""
+        self._member = member
+        for name, window in self._windows.items():
+            window.fleet = FleetLine(name, member)
 
     @property
     def waiting(self) -> int:

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy.config.addresses import env_proxy_for
-from proxy.config.schema import DEFAULT_PROFILE, Config, ConfigError
+from proxy.config.schema import DEFAULT_PROFILE, Config
 from proxy.console.history import build_record
 from proxy.console.routes import SECURITY_HEADERS, add_console_routes, is_console_route
 from proxy.errors import ERROR_HEADER, ProxyError, build_error_body
 from proxy.exchange import Exchange
-from proxy.forwarding.forwarder import Forwarder, ForwardSettings, is_oauth_path
+from proxy.forwarding.forwarder import is_oauth_path
 from proxy.forwarding.headers import REQUEST_ID_HEADER, add_cors_headers
-from proxy.forwarding.retries import TransientPolicy
-from proxy.forwarding.upstream import build_session
 from proxy.observability.access_log import log_access
 from proxy.observability.logs import CURRENT_PROFILE
 from proxy.observability.metrics import METRICS_CONTENT_TYPE
@@ -35,16 +30,11 @@ from proxy.server.state import (
     build_process_state,
     build_profile_state,
 )
-from proxy.tokens.grants import build_token_provider
-from proxy.tokens.provider import TokenProvider
+from proxy.server.upstream_leg import FORWARDER, PROCESS, PROFILE, TOKENS, upstream_context
 from proxy.tokens.token import Clock, TokenError
 
 log = logging.getLogger("criteo_proxy.app")
 
-PROCESS: Final = web.AppKey("PROCESS", ProcessState)
-PROFILE: Final = web.AppKey("PROFILE", ProfileState)
-TOKENS: Final = web.AppKey("TOKENS", TokenProvider)
-FORWARDER: Final = web.AppKey("FORWARDER", Forwarder)
 HANDLERS: Final[web.AppKey[set[asyncio.Task[object]]]] = web.AppKey("HANDLERS")
 
 
@@ -94,56 +84,6 @@ def build_app(
     add_route("*", "/_proxy/{tail:.*}", reserved_not_found)
     router.add_route("*", "/{tail:.*}", serving(forward_request), expect_handler=defer_expect)
     return app
-
-
-async def upstream_context(app: web.Application) -> AsyncIterator[None]:
-    process, profile = app[PROCESS], app[PROFILE]
-    config = profile.config
-    owns_session = process.session is None
-    session = process.session = process.session or build_session(process.config.upstream)
-    try:
-        tokens = build_token_provider(
-            config, session, clock=process.clock, on_fetch=profile.metrics.count_token_fetch
-        )
-    except ConfigError:
-        if owns_session:
-            await session.close()
-            process.session = None
-        raise
-    settings = ForwardSettings(
-        upstream_url=config.upstream.url,
-        retry_body_limit_bytes=config.retry.body_limit,
-        max_body_bytes=config.limits.max_body_bytes,
-        response_timeout_seconds=config.upstream.response_timeout,
-        transient=TransientPolicy.from_config(config.retry.transient),
-        http_proxy=env_proxy_for(config.upstream.url),
-    )
-    profile.tokens = app[TOKENS] = tokens
-    app[FORWARDER] = Forwarder(
-        session, tokens, settings, profile.metrics, profile.pacer, profile.versions
-    )
-    # The server starts even when the token endpoint is down; the warm-up only logs.
-    # Its log lines (and the fetch it starts) are this profile's.
-    context = contextvars.copy_context()
-    context.run(CURRENT_PROFILE.set, profile.name)
-    warm_up = asyncio.create_task(_warm_up_once_listening(process, tokens), context=context)
-    try:
-        yield
-    finally:
-        warm_up.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await warm_up
-        deadline = process.shutdown_deadline
-        left = 0.0 if deadline is None else deadline - asyncio.get_running_loop().time()
-        await tokens.aclose(wait_seconds=max(0.0, left))
-        if owns_session:
-            await session.close()
-            process.session = None
-
-
-async def _warm_up_once_listening(process: ProcessState, tokens: TokenProvider) -> None:
-    await process.listening.wait()
-    await tokens.warm_up()
 
 
 Responder = Callable[[web.Request, Exchange], Awaitable[web.StreamResponse]]

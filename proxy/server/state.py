@@ -16,6 +16,7 @@ import aiohttp
 
 from proxy.config.schema import Config
 from proxy.console.history import History
+from proxy.coordination.member import Member
 from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import Metrics, ProfileMetrics
 from proxy.ratelimit.pacer import Pacer
@@ -32,6 +33,7 @@ class ProfileState:
     metrics: ProfileMetrics
     listen_urls: list[str] = field(default_factory=list)  # known once it listens
     tokens: TokenProvider | None = None  # made with the upstream session, at start-up
+    member: Member | None = None  # in a fleet (DESIGN 11): this profile's membership
 
 
 @dataclass(slots=True, eq=False)

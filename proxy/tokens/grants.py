@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-import aiohttp
-
-from proxy.config.addresses import env_proxy_for
 from proxy.config.schema import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
-    Config,
-    CredentialsConfig,
     Secret,
 )
-from proxy.tokens.provider import TokenProvider
-from proxy.tokens.refresh_grant import RefreshTokenGrant
+from proxy.coordination.link import Unavailable
+from proxy.coordination.member import Member
+from proxy.coordination.sealing import Unreadable
 from proxy.tokens.store import TokenStore, TokenStoreError
-from proxy.tokens.token import Clock, Grant, Token, TokenError, TokenRequest
+from proxy.tokens.token import Token, TokenError, TokenRequest
 
 log = logging.getLogger("criteo_proxy.tokens")
 
@@ -75,6 +69,7 @@ class AuthorizationCodeGrant:
     code: str = field(repr=False)
     redirect_uri: str
     store: TokenStore
+    fleet: Member | None = None  # with coordination, Redis gets the refresh token too
 
     @property
     def cache_key(self) -> str:
@@ -108,11 +103,31 @@ class AuthorizationCodeGrant:
         # Under the store's lock: a server refreshing at this moment must not write its
         # rotation of the old refresh token over the new one.
         async with self.store.lock():
+            fleet_generation = await self._fleet_generation()  # before the code is spent
             token = await request(self.build_form())
-            await self._store_refresh_token(token)
+            await self._store_refresh_token(token, fleet_generation)
         return token
 
-    async def _store_refresh_token(self, token: Token) -> None:
+    async def _fleet_generation(self) -> int:
+        """The generation Redis holds (0: none); a Redis that cannot be read stops here,
+        before the one-time code is spent: the fleet would go on with the old token."""
+        fleet = self.fleet
+        if fleet is None:
+            return 0
+        try:
+            if not fleet.active:
+                raise Unavailable(fleet.link.last_error or "down")
+            shared = await fleet.refresh_token.read()
+        except (Unavailable, Unreadable) as exc:
+            raise TokenError(
+                502,
+                "token_request_failed",
+                f"coordination: Redis {fleet.link.shown_url} cannot be used ({exc}): authorize "
+                "writes the refresh token there too; the code was not spent, try again",
+            ) from exc
+        return 0 if shared is None else shared.generation
+
+    async def _store_refresh_token(self, token: Token, fleet_generation: int) -> None:
         if not token.refresh_token:
             raise TokenError(
                 502,
@@ -120,7 +135,20 @@ class AuthorizationCodeGrant:
                 "the token endpoint gave no refresh token for the code: is this an "
                 "authorization-code app?",
             )
-        generation = await asyncio.to_thread(self._next_generation)
+        generation = max(await asyncio.to_thread(self._next_generation), fleet_generation + 1)
+        if self.fleet is not None:
+            try:
+                await self.fleet.refresh_token.put_if_newer(
+                    generation=generation, refresh_token=token.refresh_token
+                )
+            except Unavailable as exc:
+                raise TokenError(
+                    502,
+                    "token_request_failed",
+                    f"coordination: Redis {self.fleet.link.shown_url} could not be written "
+                    f"({exc}): the code is now spent; run `criteo-proxy authorize --print-url` "
+                    "again once Redis answers",
+                ) from exc
         try:
             await asyncio.to_thread(
                 self.store.save, self.client_id, token.refresh_token, generation=generation
@@ -141,38 +169,3 @@ class AuthorizationCodeGrant:
         except TokenStoreError:
             return 1
         return stored.generation + 1 if stored.client_id == self.client_id else 1
-
-
-def build_grant(credentials: CredentialsConfig) -> Grant:
-    """The grant the server runs with; an unusable token store is a TokenStoreError here."""
-    if credentials.grant_type == "authorization_code":
-        return RefreshTokenGrant(
-            client_id=credentials.client_id,
-            client_secret=credentials.client_secret,
-            store=TokenStore(credentials.token_store),
-        )
-    return ClientCredentialsGrant(
-        client_id=credentials.client_id, client_secret=credentials.client_secret
-    )
-
-
-def build_token_provider(
-    config: Config,
-    session: aiohttp.ClientSession,
-    *,
-    clock: Clock = time.monotonic,
-    on_fetch: Callable[[bool], None] | None = None,
-    grant: Grant | None = None,
-) -> TokenProvider:
-    """The provider for CONFIG; GRANT replaces the configured one (``authorize``)."""
-    token_url = config.upstream.effective_token_url
-    return TokenProvider(
-        session,
-        grant or build_grant(config.credentials),
-        token_url=token_url,
-        margin_seconds=config.tokens.refresh_margin,
-        timeout_seconds=config.upstream.response_timeout,
-        http_proxy=env_proxy_for(token_url),
-        clock=clock,
-        on_fetch=on_fetch,
-    )

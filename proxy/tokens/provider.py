@@ -15,7 +15,9 @@ from typing import Final
 import aiohttp
 from cachetools import TLRUCache
 
+from proxy.coordination.link import Unavailable
 from proxy.tokens.endpoint import TokenEndpoint
+from proxy.tokens.fleet import FleetTokens
 from proxy.tokens.token import Clock, Grant, Token, TokenError, TokenState, TokenStatus
 
 log = logging.getLogger("criteo_proxy.tokens")
@@ -43,8 +45,10 @@ class TokenProvider:
         http_proxy: str | None = None,
         clock: Clock = time.monotonic,
         on_fetch: Callable[[bool], None] | None = None,
+        fleet: FleetTokens | None = None,
     ) -> None:
         self._grant = grant
+        self._fleet = fleet  # DESIGN 11: the token is the app's, shared on Redis
         self._endpoint = TokenEndpoint(
             session,
             grant,
@@ -64,6 +68,8 @@ class TokenProvider:
         self._failures = 0
         self._retry_at = 0.0
         self.fetched_at: float | None = None  # epoch seconds of the last token obtained
+        # An access token Criteo refused (401): dropped from the fleet, never taken from it.
+        self._met_401: str | None = None
 
     @property
     def grant(self) -> Grant:
@@ -97,10 +103,19 @@ class TokenProvider:
         # Every request asks, twice: a look at the token in hand is cheaper than the
         # cache's own expiry bookkeeping, and says the same (valid until renew_at).
         token = self._current
-        if token is not None and self._clock() < token.renew_at:
-            return token
+        if token is not None:
+            now = self._clock()
+            if now < token.renew_at or (now < token.expires_at and self._refreshes_late):
+                return token
         token = self._current = self._cache.get(self._grant.cache_key)
         return token
+
+    @property
+    def _refreshes_late(self) -> bool:
+        """A fleet member alone, spending a rotating refresh token, does so only once its
+        access token has expired: the less it rotates alone, the less can diverge."""
+        fleet = self._fleet
+        return fleet is not None and not fleet.active and self._grant.rotates
 
     def backoff_remaining_seconds(self) -> float:
         if self._last_error is None:
@@ -125,6 +140,7 @@ class TokenProvider:
     def invalidate(self, token: Token) -> None:
         """Drop TOKEN after a 401, unless a newer token has replaced it meanwhile."""
         key = self._grant.cache_key
+        self._met_401 = token.access_token
         if self._current is token:
             self._current = None
         if self._cache.get(key) is token:
@@ -166,9 +182,23 @@ class TokenProvider:
     def _forget_inflight(self, task: asyncio.Task[Token | TokenError]) -> None:
         self._inflight = None
 
+    async def _obtain(self) -> Token:
+        """From the fleet when it answers (another member's token, or ours for all of
+        them), else alone."""
+        fleet = self._fleet
+        if fleet is not None and fleet.active:
+            try:
+                return await fleet.obtain(self._obtain_alone, stale=self._met_401)
+            except Unavailable:
+                pass  # said once by the link; this fetch goes alone
+        return await self._obtain_alone()
+
+    async def _obtain_alone(self) -> Token:
+        return await self._grant.obtain(self._endpoint.request)
+
     async def _fetch(self) -> Token | TokenError:
         try:
-            token = await self._grant.obtain(self._endpoint.request)
+            token = await self._obtain()
         except TokenError as exc:
             self._failures += 1
             delay = min(_BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), _BACKOFF_MAX_SECONDS)
@@ -180,6 +210,7 @@ class TokenProvider:
             return exc
         self._failures = 0
         self._last_error = None
+        self._met_401 = None
         self.fetched_at = time.time()
         self._cache[self._grant.cache_key] = token
         if self._on_fetch is not None:

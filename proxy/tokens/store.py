@@ -34,6 +34,10 @@ _ACCESS_HINT: Final = "run the proxy as the user who ran `criteo-proxy authorize
 class TokenStoreError(ConfigError):
     """The token store cannot be used: one line naming the file, what is wrong, how to fix it."""
 
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing  # the file does not exist (a fleet may have the token)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredGrant:
@@ -54,7 +58,8 @@ class TokenStore:
             info = path.stat()
         except FileNotFoundError:
             raise TokenStoreError(
-                f"credentials.token_store: {path} does not exist; {_AUTHORIZE_HINT}"
+                f"credentials.token_store: {path} does not exist; {_AUTHORIZE_HINT}",
+                missing=True,
             ) from None
         except OSError as exc:
             raise TokenStoreError(
