@@ -16,7 +16,7 @@ from typing import Final
 
 from proxy.coordination.keys import AppKeys
 from proxy.coordination.link import Client, Link
-from proxy.coordination.sealing import Sealer
+from proxy.coordination.sealing import Sealer, Unreadable
 
 _READ: Final = """
 local found = redis.call('HMGET', KEYS[1], 'ct', 'expires_at', 'lifetime')
@@ -74,12 +74,16 @@ class SharedAccessToken:
         sealed, expires_at, lifetime, seconds, micros = await self._link.call("token", read)
         if not isinstance(sealed, bytes) or expires_at is None or lifetime is None:
             return None
-        now = int(str(seconds)) + int(str(micros)) / 1e6
-        remaining = float(_text(expires_at)) - now
+        try:
+            now = int(_text(seconds)) + int(_text(micros)) / 1e6
+            remaining = float(_text(expires_at)) - now
+            lifetime_seconds = float(_text(lifetime))
+        except ValueError as exc:
+            raise Unreadable("a malformed token entry") from exc
         if remaining <= 0:
             return None
-        token = self._sealer.open(sealed.decode(), key.encode())
-        return SharedToken(token, remaining, float(_text(lifetime)))
+        token = self._sealer.open(sealed.decode("ascii", "replace"), key.encode())
+        return SharedToken(token, remaining, lifetime_seconds)
 
     async def write(
         self, access_token: str, *, remaining_seconds: float, lifetime_seconds: float

@@ -13,7 +13,7 @@ from typing import Final
 
 from proxy.coordination.keys import AppKeys
 from proxy.coordination.link import Client, Link
-from proxy.coordination.sealing import Sealer
+from proxy.coordination.sealing import Sealer, Unreadable
 
 # ARGV: the generation expected there now (-1: none yet), the new generation, its value.
 _COMPARE_AND_SET: Final = """
@@ -59,8 +59,11 @@ class FleetRefreshToken:
         generation, sealed = await self._link.call("refresh", read)
         if not isinstance(generation, bytes) or not isinstance(sealed, bytes):
             return None
-        number = int(generation)
-        token = self._sealer.open(sealed.decode(), self._associated(number))
+        try:
+            number = int(generation)
+        except ValueError as exc:
+            raise Unreadable("a malformed generation") from exc
+        token = self._sealer.open(sealed.decode("ascii", "replace"), self._associated(number))
         return SharedRefreshToken(number, token)
 
     async def compare_and_set(

@@ -95,7 +95,7 @@ class FleetSlot:
 
     granted: bool
     why: Why  # ok / probe: granted; probe: a probe is out; spent; answer: spent, reset unknown
-    wait_seconds: float | None  # until the window frees a slot; None: until an answer says
+    wait_seconds: float | None  # spent: until the reset frees a slot; else None
     send: int | None  # the send's number, for its answer
     limit: int | None
     left: int | None
@@ -119,15 +119,27 @@ class FleetWindows:
         granted, why, wait, limit, left, reset_in, send = [
             _text(v) for v in await self._link.call("window", take)
         ]
+        verdict: Why = why if why in ("probe", "spent", "answer") else "ok"  # type: ignore[assignment]
         return FleetSlot(
             granted=granted == "1",
-            why=why if why in ("ok", "probe", "spent", "answer") else "answer",  # type: ignore[arg-type]
-            wait_seconds=float(wait) if wait and why != "ok" else (0.0 if granted == "1" else None),
+            why=verdict,
+            # Only a spent window with a known reset says how long; a probe out, or a
+            # spent window whose reset is unknown, waits for an answer.
+            wait_seconds=float(wait) if verdict == "spent" else None,
             send=int(send) if send else None,
             limit=int(limit) if limit else None,
             left=int(left) if left else None,
             reset_in_seconds=float(reset_in) if reset_in else None,
         )
+
+    async def answered_unmetered(self, bucket: str) -> None:
+        """An answer without rate-limit headers: whoever waits for a probe's answer has it."""
+        key = self._keys.window(bucket)
+
+        async def clear(client: Client) -> object:
+            return await client.hdel(key, "probe_until")
+
+        await self._link.call("window", clear)
 
     async def answered(
         self, bucket: str, *, send: int, limit: int, remaining: int, reset_at: float

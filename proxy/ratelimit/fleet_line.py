@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Final
 
@@ -47,6 +48,7 @@ class FleetLine:
         self.last: FleetSlot | None = None  # the fleet's window as last seen, for the console
         self.last_seen_at = 0.0  # epoch seconds
         self._answering: set[asyncio.Task[None]] = set()
+        self._unmetered = False  # an answer came without rate-limit headers: nobody waits
 
     @property
     def active(self) -> bool:
@@ -74,6 +76,8 @@ class FleetLine:
         loop = asyncio.get_running_loop()
         waiting_for_answer_since: float | None = None
         while True:
+            if self._unmetered:
+                return FleetSend(loop.time() - started, None)
             slot = await self._member.windows.take(self.bucket)
             self.last, self.last_seen_at = slot, time.time()
             waited = loop.time() - started
@@ -96,19 +100,32 @@ class FleetLine:
     def answered(self, number: int, window: WindowState) -> None:
         """Criteo's word on send NUMBER, to Redis in the background (a client's answer
         never waits for Redis; a failure there is the link's to report)."""
-        task = asyncio.get_running_loop().create_task(self._answer(number, window))
+        self._in_background(self._answer(number, window))
+
+    def answered_unmetered(self) -> None:
+        """Criteo does not meter this bucket: release this member's line, and tell the
+        fleet that the probe it waits for has its answer."""
+        self._unmetered = True
+        self._in_background(self._member.windows.answered_unmetered(self.bucket))
+
+    def _in_background(self, call: Coroutine[object, object, None]) -> None:
+        async def quietly() -> None:
+            with contextlib.suppress(Unavailable):
+                await call
+
+        task = asyncio.get_running_loop().create_task(quietly())
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
     async def _answer(self, number: int, window: WindowState) -> None:
-        with contextlib.suppress(Unavailable):
-            await self._member.windows.answered(
-                self.bucket,
-                send=number,
-                limit=window.limit,
-                remaining=window.remaining,
-                reset_at=window.reset_at,
-            )
+        self._unmetered = False
+        await self._member.windows.answered(
+            self.bucket,
+            send=number,
+            limit=window.limit,
+            remaining=window.remaining,
+            reset_at=window.reset_at,
+        )
 
     def _reset_at(self) -> float:
         last = self.last

@@ -233,6 +233,7 @@ class Window:
             return  # a failure says nothing of the window
         if LIMIT_HEADER not in headers:
             self._metered = False  # not metered after all: this member stops asking
+            fleet.answered_unmetered()
             return
         window = self._read_window(headers)
         if window is not None:
