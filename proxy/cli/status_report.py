@@ -52,6 +52,20 @@ def render_report(report: StatusReport) -> list[str]:
                 ]
             ],
         )
+        coordination = profile.get("coordination")
+        if isinstance(coordination, dict) and coordination.get("state") not in (None, "off"):
+            lines.append("")
+            lines += render_table(
+                ["coordination", "redis", "members", "last error"],
+                [
+                    [
+                        coordination.get("state"),
+                        coordination.get("redis"),
+                        coordination.get("members"),
+                        coordination.get("last_error"),
+                    ]
+                ],
+            )
         windows = [w for w in profile.get("rate_limits") or [] if isinstance(w, dict)]
         if windows:
             lines.append("")

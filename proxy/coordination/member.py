@@ -49,6 +49,7 @@ class Member:
         client_id: str,
         grant_type: str,
         client_secret: str,
+        in_flight_seconds: float = 130.0,
         on_error: Callable[[Operation], None] = lambda operation: None,
         on_state: Callable[[bool], None] = lambda up: None,
     ) -> None:
@@ -75,7 +76,7 @@ class Member:
         member_id = secrets.token_hex(8)
         self.access_token = SharedAccessToken(self.link, keys, sealer, owner=member_id)
         self.refresh_token = FleetRefreshToken(self.link, keys, sealer)
-        self.windows = FleetWindows(self.link, keys)
+        self.windows = FleetWindows(self.link, keys, in_flight_seconds=in_flight_seconds)
         self.members = Members(self.link, keys, member_id=member_id)
         self._disagrees = False
 
@@ -95,6 +96,8 @@ class Member:
             client_id=credentials.client_id,
             grant_type=credentials.grant_type,
             client_secret=credentials.client_secret.reveal(),
+            # the longest a send can go unanswered before its failure is known
+            in_flight_seconds=config.upstream.connect_timeout + config.upstream.response_timeout,
             on_error=on_error,
             on_state=on_state,
         )

@@ -1,13 +1,16 @@
 """The app's rate-limit windows, shared by the fleet: Criteo's latest word per bucket and
 the fleet's sends since, taken atomically by one script per send (DESIGN 11).
 
-Every send gets a number. An answer to send number k carries Criteo's count of the
-calls it had seen, ours up to k among them: what the window still allows is its
-``remaining`` less the fleet's sends after k. The word kept is the answer with the
-latest reset, and of those the lowest remaining. Before any word, one send goes as a
+The word kept is the answer with the latest reset, and of those the lowest remaining.
+Sends still unanswered may not be counted in it (answers overtake each other, at Criteo
+and on the way back), so each answer's word is taken with the fleet's sends then in
+flight counted against it, as a lone proxy counts its own (``ratelimit.quota``): the
+fleet may leave a call of a window unused, never send one too many. Sends in flight
+are a sorted set (send number, granted at), so that those of a member that died are
+forgotten after ``upstream.response_timeout``. Before any word, one send goes as a
 probe and the others wait for its answer; a window whose reset has passed is full
-again until an answer names the next. Times are Redis's (``TIME``); a reset more than
-a minute away, from Criteo or from Redis, is not trusted.
+again, less what is still in flight, until an answer names the next. Times are Redis's
+(``TIME``); a reset more than a minute away, from Criteo or from Redis, is not trusted.
 """
 
 from __future__ import annotations
@@ -21,57 +24,63 @@ from proxy.coordination.link import Client, Link
 RESET_MARGIN_SECONDS: Final = 0.1  # released this long after a reset, as a lone proxy is
 PROBE_WAIT_SECONDS: Final = 1.0  # how long the others wait for a probe's answer
 MAX_RESET_AHEAD_SECONDS: Final = 60.0
-_KEEP_SECONDS: Final = 180  # a window's key outlives its reset by this much
+_KEEP_SECONDS: Final = 180  # a window's keys outlive its reset by this much
 
-# ARGV: reset margin, probe wait, max reset ahead, keep seconds.
+# KEYS: the window, its sends in flight. ARGV: reset margin, probe wait, max reset
+# ahead, keep seconds, how long a send stays in flight at most.
 # Returns {granted, why, wait, limit, left, reset_in, send}; floats as strings (Redis
 # truncates Lua numbers), '' for none.
 _TAKE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local h = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'word_send', 'send',
-  'probe_until')
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[5]))
+local h = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset', 'sent', 'probe_until')
 local limit, remaining, reset = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
-local word_send, send = tonumber(h[4]) or 0, tonumber(h[5]) or 0
-local probe_until = tonumber(h[6]) or 0
+local sent, probe_until = tonumber(h[4]) or 0, tonumber(h[5]) or 0
 local margin = tonumber(ARGV[1])
+local keep = tonumber(ARGV[4])
 if reset ~= nil and reset > now + tonumber(ARGV[3]) then limit, reset = nil, nil end
+local function grant()
+  local send = redis.call('HINCRBY', KEYS[1], 'sends', 1)
+  redis.call('ZADD', KEYS[2], now, send)
+  redis.call('EXPIRE', KEYS[1], keep)
+  redis.call('EXPIRE', KEYS[2], keep)
+  return send
+end
 if limit == nil then
   if now < probe_until then
-    return {0, 'probe', tostring(probe_until - now), '', '', '', ''}
+    return {0, 'probe', '', '', '', '', ''}
   end
-  send = send + 1
-  redis.call('HSET', KEYS[1], 'send', send, 'probe_until', tostring(now + tonumber(ARGV[2])))
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-  return {1, 'probe', '0', '', '', '', send}
+  redis.call('HSET', KEYS[1], 'probe_until', tostring(now + tonumber(ARGV[2])))
+  return {1, 'probe', '0', '', '', '', grant()}
 end
 if reset ~= nil and now >= reset + margin then
-  remaining, reset, word_send = limit, nil, send
-  redis.call('HSET', KEYS[1], 'remaining', remaining, 'word_send', word_send)
+  remaining, reset, sent = limit, nil, redis.call('ZCARD', KEYS[2])
+  redis.call('HSET', KEYS[1], 'remaining', remaining, 'sent', sent)
   redis.call('HDEL', KEYS[1], 'reset')
 end
-local left = remaining - (send - word_send)
+local left = remaining - sent
 local reset_in = ''
 if reset ~= nil then reset_in = tostring(reset - now) end
 if left > 0 then
-  send = send + 1
-  redis.call('HSET', KEYS[1], 'send', send)
-  return {1, 'ok', '0', limit, left - 1, reset_in, send}
+  redis.call('HINCRBY', KEYS[1], 'sent', 1)
+  return {1, 'ok', '0', limit, left - 1, reset_in, grant()}
 end
 if reset ~= nil then
   return {0, 'spent', tostring(reset + margin - now), limit, 0, reset_in, ''}
 end
 return {0, 'answer', '', limit, 0, '', ''}
 """
-# ARGV: the send it answers, limit, remaining, reset (Criteo's epoch seconds), margin,
-# max ahead, keep seconds.
+# KEYS: the window, its sends in flight. ARGV: the send answered, then (for a word)
+# limit, remaining, reset (Criteo's epoch seconds), margin, max ahead, keep seconds.
 _ANSWER: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local send, limit, remaining, reset = tonumber(ARGV[1]), tonumber(ARGV[2]),
-  tonumber(ARGV[3]), tonumber(ARGV[4])
-local margin, ahead = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], 'probe_until')
+if ARGV[2] == nil then return 0 end
+local limit, remaining, reset = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local margin, ahead = tonumber(ARGV[5]), tonumber(ARGV[6])
 if reset > now + ahead or reset + margin <= now then return 0 end
 local h = redis.call('HMGET', KEYS[1], 'remaining', 'reset')
 local known_remaining, known_reset = tonumber(h[1]), tonumber(h[2])
@@ -79,8 +88,10 @@ if known_reset ~= nil and known_reset > now + ahead then known_reset = nil end
 if known_reset == nil or reset > known_reset
     or (reset == known_reset and remaining < known_remaining) then
   redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining,
-    'reset', tostring(reset), 'word_send', send)
-  redis.call('EXPIRE', KEYS[1], math.ceil(reset - now) + tonumber(ARGV[7]))
+    'reset', tostring(reset), 'sent', redis.call('ZCARD', KEYS[2]))
+  local keep = math.ceil(reset - now) + tonumber(ARGV[7])
+  redis.call('EXPIRE', KEYS[1], keep)
+  redis.call('EXPIRE', KEYS[2], keep)
   return 1
 end
 return 0
@@ -103,18 +114,25 @@ class FleetSlot:
 
 
 class FleetWindows:
-    def __init__(self, link: Link, keys: AppKeys) -> None:
+    def __init__(self, link: Link, keys: AppKeys, *, in_flight_seconds: float) -> None:
         self._link = link
         self._keys = keys
+        self._in_flight_seconds = in_flight_seconds  # a send unanswered longer is forgotten
         self._take = link.script(_TAKE)
         self._answer = link.script(_ANSWER)
 
     async def take(self, bucket: str) -> FleetSlot:
-        key = self._keys.window(bucket)
-        args = [RESET_MARGIN_SECONDS, PROBE_WAIT_SECONDS, MAX_RESET_AHEAD_SECONDS, _KEEP_SECONDS]
+        keys = self._window_keys(bucket)
+        args = [
+            RESET_MARGIN_SECONDS,
+            PROBE_WAIT_SECONDS,
+            MAX_RESET_AHEAD_SECONDS,
+            _KEEP_SECONDS,
+            self._in_flight_seconds,
+        ]
 
         async def take(client: Client) -> list[object]:
-            return list(await self._take(keys=[key], args=args))
+            return list(await self._take(keys=keys, args=args))
 
         granted, why, wait, limit, left, reset_in, send = [
             _text(v) for v in await self._link.call("window", take)
@@ -132,31 +150,35 @@ class FleetWindows:
             reset_in_seconds=float(reset_in) if reset_in else None,
         )
 
-    async def answered_unmetered(self, bucket: str) -> None:
-        """An answer without rate-limit headers: whoever waits for a probe's answer has it."""
-        key = self._keys.window(bucket)
-
-        async def clear(client: Client) -> object:
-            return await client.hdel(key, "probe_until")
-
-        await self._link.call("window", clear)
+    def _window_keys(self, bucket: str) -> list[str]:
+        window = self._keys.window(bucket)
+        return [window, window + ":in-flight"]
 
     async def answered(
-        self, bucket: str, *, send: int, limit: int, remaining: int, reset_at: float
+        self,
+        bucket: str,
+        *,
+        send: int,
+        limit: int | None = None,
+        remaining: int | None = None,
+        reset_at: float | None = None,
     ) -> None:
-        key = self._keys.window(bucket)
-        args: list[int | float] = [
-            send,
-            limit,
-            remaining,
-            reset_at,
-            RESET_MARGIN_SECONDS,
-            MAX_RESET_AHEAD_SECONDS,
-            _KEEP_SECONDS,
-        ]
+        """Send SEND is answered; with Criteo's word on the window if the answer had one.
+        A failure, or a send that never went (its client left), is answered without."""
+        keys = self._window_keys(bucket)
+        args: list[int | float] = [send]
+        if limit is not None and remaining is not None and reset_at is not None:
+            args += [
+                limit,
+                remaining,
+                reset_at,
+                RESET_MARGIN_SECONDS,
+                MAX_RESET_AHEAD_SECONDS,
+                _KEEP_SECONDS,
+            ]
 
         async def answer(client: Client) -> object:
-            return await self._answer(keys=[key], args=args)
+            return await self._answer(keys=keys, args=args)
 
         await self._link.call("window", answer)
 

@@ -102,11 +102,13 @@ class FleetLine:
         never waits for Redis; a failure there is the link's to report)."""
         self._in_background(self._answer(number, window))
 
-    def answered_unmetered(self) -> None:
-        """Criteo does not meter this bucket: release this member's line, and tell the
-        fleet that the probe it waits for has its answer."""
-        self._unmetered = True
-        self._in_background(self._member.windows.answered_unmetered(self.bucket))
+    def answered_without_window(self, number: int, *, unmetered: bool) -> None:
+        """Send NUMBER failed, or was answered without rate-limit headers (UNMETERED:
+        then this member's line is released too); either way it is no longer in flight,
+        and a probe waited for has its answer."""
+        if unmetered:
+            self._unmetered = True
+        self._in_background(self._member.windows.answered(self.bucket, send=number))
 
     def _in_background(self, call: Coroutine[object, object, None]) -> None:
         async def quietly() -> None:

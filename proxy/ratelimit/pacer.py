@@ -229,14 +229,17 @@ class Window:
     ) -> None:
         """Tell the fleet what Criteo said to its send NUMBER (in the background: the
         client's answer does not wait for Redis)."""
-        if headers is None:
-            return  # a failure says nothing of the window
+        if headers is None:  # a failure: no longer in flight, says nothing of the window
+            fleet.answered_without_window(number, unmetered=False)
+            return
         if LIMIT_HEADER not in headers:
             self._metered = False  # not metered after all: this member stops asking
-            fleet.answered_unmetered()
+            fleet.answered_without_window(number, unmetered=True)
             return
         window = self._read_window(headers)
-        if window is not None:
+        if window is None:
+            fleet.answered_without_window(number, unmetered=False)
+        else:
             fleet.answered(number, window)
 
     def _read_window(self, headers: Mapping[str, str]) -> WindowState | None:

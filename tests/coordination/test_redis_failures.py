@@ -1,0 +1,201 @@
+"""DESIGN 11, when Redis fails: down, slow or refusing credentials, no request fails
+for it; each member acts alone, says so once, and rejoins when Redis answers. The
+password is never shown."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
+from proxy.tokens.store import TokenStore
+from tests.conftest import CliServer, StartCliServer, demo_env
+from tests.coordination.conftest import RedisServer, write_fleet_config
+
+API = "/2026-07/advertisers/me"
+
+
+async def _get(http: aiohttp.ClientSession, url: str, path: str = API) -> int:
+    async with http.get(url + path) as answer:
+        await answer.read()
+        return answer.status
+
+
+async def _coordination(http: aiohttp.ClientSession, url: str) -> dict[str, object]:
+    async with http.get(url + "/_proxy/status") as answer:
+        (profile,) = (await answer.json())["profiles"]
+    found: dict[str, object] = profile["coordination"]
+    return found
+
+
+async def _metric(http: aiohttp.ClientSession, url: str, name: str) -> dict[str, float]:
+    async with http.get(url + "/_proxy/metrics") as answer:
+        text = await answer.text()
+    return {
+        ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+async def _wait_for_line(member: CliServer, fragment: str, count: int = 1) -> None:
+    await member.wait_for_output(
+        lambda: sum(fragment in line for line in member.stderr_lines) >= count, timeout=40
+    )
+
+
+async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
+    tmp_path: Path,
+    criteo: FakeCriteo,
+    criteo_url: str,
+    own_redis: RedisServer,
+    key_prefix: str,
+    start_cli_server: StartCliServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    own_redis.start()
+    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, own_redis.url, key_prefix)
+    members = [await start_cli_server("--config", str(config), env=demo_env()) for _ in range(2)]
+    statuses: list[int] = []
+    stop_traffic = asyncio.Event()
+
+    async def traffic() -> None:
+        while not stop_traffic.is_set():
+            statuses.extend(await asyncio.gather(*(_get(http, m.url) for m in members)))
+
+    running = asyncio.create_task(traffic())
+    assert (await _coordination(http, members[0].url))["state"] == "up"
+    own_redis.stop()
+    for member in members:
+        await _wait_for_line(member, "unreachable")
+    down = await _coordination(http, members[0].url)
+    assert down["state"] == "down"
+    assert down["members"] is None
+    assert isinstance(down["last_error"], str)
+    assert await _metric(http, members[0].url, "criteo_proxy_coordination_up") == {"": 0.0}
+    errors = await _metric(http, members[0].url, "criteo_proxy_coordination_errors_total")
+    assert sum(errors.values()) >= 1
+    own_redis.start()
+    for member in members:
+        await _wait_for_line(member, "rejoined the fleet")
+    stop_traffic.set()
+    await running
+    assert (await _coordination(http, members[0].url))["state"] == "up"
+    assert await _metric(http, members[0].url, "criteo_proxy_coordination_up") == {"": 1.0}
+    assert statuses
+    assert set(statuses) == {200}
+    for member in members:
+        warnings = [line for line in member.stderr_lines if "acting alone" in line]
+        assert len(warnings) == 1, member.stderr  # once per outage
+        assert "Traceback" not in member.stderr
+        assert await member.stop() == 0
+
+
+async def test_a_member_that_rotated_alone_gives_redis_its_newer_generation_on_rejoin(
+    tmp_path: Path,
+    criteo: FakeCriteo,
+    criteo_url: str,
+    own_redis: RedisServer,
+    key_prefix: str,
+    start_cli_server: StartCliServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    criteo.expires_in = 2  # a member alone refreshes once its token has expired
+    criteo.refresh_tokens["rt-seed"] = DEMO_CLIENT_ID
+    store = TokenStore(str(tmp_path / "store" / "tokens.json"))
+    store.save(DEMO_CLIENT_ID, "rt-seed", generation=1)
+    own_redis.start()
+    config = write_fleet_config(
+        tmp_path / "fleet.yaml",
+        criteo_url,
+        own_redis.url,
+        key_prefix,
+        credentials={
+            "grant_type": "authorization_code",
+            "redirect_uri": "https://app.example/cb",
+            "token_store": str(store.path),
+        },
+    )
+    member = await start_cli_server("--config", str(config), env=demo_env())
+    assert await _get(http, member.url) == 200
+    own_redis.stop()  # an empty Redis comes back: only the member knows the token
+    await _wait_for_line(member, "unreachable")
+    before = store.load().generation
+    while store.load().generation == before:  # rotates alone, once its token expired
+        assert await _get(http, member.url) == 200
+        await asyncio.sleep(0.2)
+    own_redis.start()
+    # Once at start (Redis was empty), once on rejoin.
+    await _wait_for_line(member, "gave the fleet our newer refresh token", count=2)
+    client = own_redis.client()
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{key_prefix}:*:refresh-token")]
+        (key,) = keys
+        assert int(await client.hget(key, "generation")) == store.load().generation
+    finally:
+        await client.aclose()
+    assert await member.stop() == 0
+
+
+async def test_refused_credentials_fail_no_request_and_never_show_the_password(
+    tmp_path: Path,
+    criteo: FakeCriteo,
+    criteo_url: str,
+    own_redis: RedisServer,
+    key_prefix: str,
+    start_cli_server: StartCliServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    own_redis.password = "the-real-redis-password"
+    own_redis.start()
+    wrong = f"redis://:not-the-password-7731@127.0.0.1:{own_redis.port}/0"
+    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, wrong, key_prefix)
+    member = await start_cli_server("--config", str(config), env=demo_env())
+    assert await _get(http, member.url) == 200
+    coordination = await _coordination(http, member.url)
+    assert coordination["state"] == "down"
+    assert coordination["redis"] == f"redis://127.0.0.1:{own_redis.port}/0"
+    async with http.get(member.url + "/_proxy/status") as answer:
+        status_text = await answer.text()
+    async with http.get(member.url + "/_proxy/metrics") as answer:
+        metrics_text = await answer.text()
+    assert await member.stop() == 0
+    for text in (status_text, metrics_text, member.stderr, member.stdout):
+        assert "not-the-password-7731" not in text
+        assert "the-real-redis-password" not in text
+    assert any("acting alone" in line for line in member.stderr_lines)
+
+
+async def test_a_redis_slower_than_the_timeout_fails_no_request(
+    tmp_path: Path,
+    criteo: FakeCriteo,
+    criteo_url: str,
+    own_redis: RedisServer,
+    key_prefix: str,
+    start_cli_server: StartCliServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    own_redis.start()
+    config = write_fleet_config(
+        tmp_path / "fleet.yaml",
+        criteo_url,
+        own_redis.url,
+        key_prefix,
+        coordination={"redis_url": own_redis.url, "key_prefix": key_prefix, "timeout": 0.2},
+    )
+    member = await start_cli_server("--config", str(config), env=demo_env())
+    assert await _get(http, member.url) == 200
+    client = own_redis.client()
+    try:
+        await client.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # Redis stops answering
+        criteo.revoke_tokens()  # the member needs a token now, and asks Redis first
+        assert await _get(http, member.url) == 200
+        await _wait_for_line(member, "coordination.timeout")
+    finally:
+        await client.execute_command("CLIENT", "UNPAUSE")
+        await client.aclose()
+    assert await member.stop() == 0

@@ -1,0 +1,134 @@
+"""DESIGN 11, the rate-limit windows and the members: the fleet never sends more in a
+window than Criteo's answers allow, and each member counts those heard from lately."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as redis_asyncio
+
+from proxy.coordination.keys import AppKeys
+from proxy.coordination.link import Link
+from proxy.coordination.members import HEARD_WITHIN_SECONDS, Members
+from proxy.fakes.criteo import FakeCriteo
+from tests.conftest import StartCliServer, demo_env, run_cli
+from tests.coordination.conftest import RedisServer, start_fleet, write_fleet_config
+
+API = "/2026-07/advertisers/me"
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, str | None]:
+    async with http.get(url + API) as answer:
+        await answer.read()
+        return answer.status, answer.headers.get("X-Criteo-Proxy-Error")
+
+
+async def test_three_members_bursting_on_one_window_meet_no_429_from_criteo(
+    tmp_path: Path,
+    criteo: FakeCriteo,
+    criteo_url: str,
+    shared_redis: RedisServer,
+    key_prefix: str,
+    start_cli_server: StartCliServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    criteo.rate_limit, criteo.rate_window_seconds = 6, 1
+    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
+    fleet = await start_fleet(start_cli_server, config, 3)
+    answers = await asyncio.gather(*(_get(http, m.url) for m in fleet for _ in range(8)))
+    assert answers == [(200, None)] * 24
+    assert criteo.throttled == 0  # Criteo never had to refuse a call
+    used = sorted(criteo.rate_counts.values())
+    assert sum(used) == 24
+    assert max(used) <= 6
+    async with http.get(fleet[0].url + "/_proxy/status") as answer:
+        (profile,) = (await answer.json())["profiles"]
+    (api,) = [w for w in profile["rate_limits"] if w["bucket"] == "api"]
+    assert api["limit"] == 6  # the fleet's window, as this member last saw it
+    for member in fleet:
+        assert await member.stop() == 0
+
+
+async def test_status_counts_the_members_and_says_where_redis_is(
+    tmp_path: Path,
+    criteo: FakeCriteo,
+    criteo_url: str,
+    shared_redis: RedisServer,
+    key_prefix: str,
+    start_cli_server: StartCliServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
+    fleet = await start_fleet(start_cli_server, config, 3)
+    # Each announced itself on joining; the last to join has heard the two others.
+    counts = []
+    for member in fleet:
+        async with http.get(member.url + "/_proxy/status") as answer:
+            (profile,) = (await answer.json())["profiles"]
+        coordination = profile["coordination"]
+        assert coordination["state"] == "up"
+        assert coordination["redis"] == f"redis://127.0.0.1:{shared_redis.port}/0"
+        assert coordination["last_error"] is None
+        counts.append(coordination["members"])
+    assert max(counts) == 3
+    result = await run_cli("status", "--url", fleet[0].url, env=demo_env())
+    assert result.returncode == 0, result.stderr
+    assert "coordination" in result.stdout
+    assert f"redis://127.0.0.1:{shared_redis.port}/0" in result.stdout
+    for member in fleet:
+        assert await member.stop() == 0
+
+
+async def test_members_not_heard_from_within_15_s_are_not_counted(
+    shared_redis: RedisServer, redis_client: redis_asyncio.Redis, key_prefix: str
+) -> None:
+    link = Link(shared_redis.url, timeout_seconds=1.0)
+    await link.start()
+    keys = AppKeys(key_prefix, "app")
+    try:
+        now = time.time()
+        await redis_client.zadd(keys.members, {"long-gone": now - HEARD_WITHIN_SECONDS - 5})
+        await redis_client.zadd(keys.members, {"recent": now - 2})
+        members = Members(link, keys, member_id="me")
+        await members.announce()
+        assert members.count == 2  # me and recent, not long-gone
+        assert await redis_client.ttl(keys.members) > 0
+    finally:
+        await link.aclose()
+
+
+async def test_check_and_token_act_as_members(
+    tmp_path: Path,
+    criteo: FakeCriteo,
+    criteo_url: str,
+    shared_redis: RedisServer,
+    key_prefix: str,
+    start_cli_server: StartCliServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
+    (member,) = await start_fleet(start_cli_server, config, 1)
+    assert await _get(http, member.url) == (200, None)
+    token = await run_cli("token", "--config", str(config), env=demo_env())
+    check = await run_cli("check", "--config", str(config), env=demo_env())
+    assert token.returncode == 0, token.stderr
+    assert check.returncode == 0, check.stderr
+    assert len(criteo.token_requests) == 1  # both took the fleet's token from Redis
+    assert token.stdout.strip() == criteo.requests[-1].token
+    assert f"coordination:   Redis redis://127.0.0.1:{shared_redis.port}/0 answers" in check.stdout
+    assert await member.stop() == 0
+
+
+async def test_check_says_when_redis_does_not_answer(
+    tmp_path: Path, criteo: FakeCriteo, criteo_url: str, key_prefix: str
+) -> None:
+    config = write_fleet_config(
+        tmp_path / "fleet.yaml", criteo_url, "redis://127.0.0.1:9/0", key_prefix
+    )
+    check = await run_cli("check", "--config", str(config), env=demo_env())
+    assert check.returncode == 0, check.stderr  # Redis is not needed for a token
+    assert "coordination:   Redis redis://127.0.0.1:9/0:" in check.stdout
+    assert "acted alone" in check.stdout
