@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from proxy import __version__
 from proxy.console.history import format_utc
-from proxy.coordination.member import OFF
+from proxy.coordination.outcomes import OFF
 from proxy.tokens.refresh_grant import RefreshTokenGrant
 
 if TYPE_CHECKING:  # handed in by the server: the console never imports it

@@ -16,7 +16,8 @@ from typing import Final
 
 from proxy.coordination.keys import AppKeys
 from proxy.coordination.link import Client, Link
-from proxy.coordination.sealing import Sealer, Unreadable
+from proxy.coordination.outcomes import Unreadable
+from proxy.coordination.sealing import Sealer
 
 _READ: Final = """
 local found = redis.call('HMGET', KEYS[1], 'ct', 'expires_at', 'lifetime')

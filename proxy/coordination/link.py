@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from proxy.config.addresses import shown_redis_url
+from proxy.coordination.outcomes import Unavailable
 
 log = logging.getLogger("criteo_proxy.coordination")
 
@@ -35,10 +36,6 @@ LinkState = Literal["up", "down"]
 Operation = Literal["connect", "token", "refresh", "window", "announce"]
 T = TypeVar("T")
 Client = redis_asyncio.Redis
-
-
-class Unavailable(Exception):
-    """Redis did not answer in time, or at all: act alone."""
 
 
 class Link:

@@ -11,33 +11,20 @@ import base64
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 from proxy.config.schema import Config, CoordinationConfig, Secret
 from proxy.coordination.access_token import SharedAccessToken
 from proxy.coordination.keys import AppKeys, app_id
 from proxy.coordination.link import Link, Operation, is_loopback_redis
 from proxy.coordination.members import Members
+from proxy.coordination.outcomes import CoordinationStatus
 from proxy.coordination.refresh_token import FleetRefreshToken
 from proxy.coordination.sealing import Sealer
 from proxy.coordination.windows import FleetWindows
 
 log = logging.getLogger("criteo_proxy.coordination")
 
-CoordinationState = Literal["off", "up", "down"]
 _DISAGREE = "members disagree on coordination.encryption_key: acting alone for this app"
-
-
-@dataclass(frozen=True, slots=True)
-class CoordinationStatus:
-    state: CoordinationState
-    redis: str | None  # the URL without user info or query
-    members: int | None  # while up
-    last_error: str | None
-
-
-OFF = CoordinationStatus(state="off", redis=None, members=None, last_error=None)
 
 
 class Member:

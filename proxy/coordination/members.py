@@ -8,7 +8,8 @@ import contextlib
 from typing import Final
 
 from proxy.coordination.keys import AppKeys
-from proxy.coordination.link import Client, Link, Unavailable
+from proxy.coordination.link import Client, Link
+from proxy.coordination.outcomes import Unavailable
 
 ANNOUNCE_EVERY_SECONDS: Final = 5.0
 HEARD_WITHIN_SECONDS: Final = 15.0

@@ -13,7 +13,8 @@ from typing import Final
 
 from proxy.coordination.keys import AppKeys
 from proxy.coordination.link import Client, Link
-from proxy.coordination.sealing import Sealer, Unreadable
+from proxy.coordination.outcomes import Unreadable
+from proxy.coordination.sealing import Sealer
 
 # ARGV: the generation expected there now (-1: none yet), the new generation, its value.
 _COMPARE_AND_SET: Final = """

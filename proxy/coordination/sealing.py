@@ -18,12 +18,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from proxy.coordination.outcomes import Unreadable
+
 _INFO: Final = b"criteo-proxy coordination v1"
 _NONCE_BYTES: Final = 12
-
-
-class Unreadable(Exception):
-    """A value no key of ours opens: members disagree on the key (or it was tampered with)."""
 
 
 def derive_key(material: bytes) -> bytes:

@@ -14,12 +14,14 @@ import contextlib
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from proxy.coordination.link import Unavailable
-from proxy.coordination.member import Member
-from proxy.coordination.windows import FleetSlot
+from proxy.coordination.outcomes import Unavailable
 from proxy.ratelimit.quota import WindowState
+
+if TYPE_CHECKING:  # the fleet's libraries load only with coordination on
+    from proxy.coordination.member import Member
+    from proxy.coordination.windows import FleetSlot
 
 _ANSWER_WAIT_SECONDS: Final = 1.0  # as for a lone proxy: then the request goes anyway
 _ANSWER_POLL_SECONDS: Final = 0.05

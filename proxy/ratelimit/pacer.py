@@ -17,13 +17,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from proxy.coordination.link import Unavailable
-from proxy.coordination.member import Member
+from proxy.coordination.outcomes import Unavailable
 from proxy.ratelimit.fleet_line import FleetLine, FleetRateLimited
 from proxy.ratelimit.quota import RESET_MARGIN_SECONDS, Quota, WindowState
 from proxy.ratelimit.window_headers import LIMIT_HEADER, parse_window, read_window
+
+if TYPE_CHECKING:  # the fleet's libraries load only with coordination on
+    from proxy.coordination.member import Member
 
 log = logging.getLogger("criteo_proxy.pacing")
 

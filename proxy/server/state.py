@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from proxy.config.schema import Config
 from proxy.console.history import History
-from proxy.coordination.member import Member
 from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import Metrics, ProfileMetrics
 from proxy.ratelimit.pacer import Pacer
 from proxy.tokens.provider import TokenProvider
 from proxy.tokens.token import Clock
+
+if TYPE_CHECKING:  # the fleet's libraries load only with coordination on
+    from proxy.coordination.member import Member
 
 
 @dataclass(slots=True, eq=False)

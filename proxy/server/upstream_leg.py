@@ -8,13 +8,12 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
 from proxy.config.addresses import env_proxy_for
 from proxy.config.schema import ConfigError
-from proxy.coordination.member import Member
 from proxy.forwarding.forwarder import Forwarder, ForwardSettings
 from proxy.forwarding.retries import TransientPolicy
 from proxy.forwarding.upstream import build_session
@@ -22,6 +21,9 @@ from proxy.observability.logs import CURRENT_PROFILE
 from proxy.server.state import ProcessState, ProfileState
 from proxy.tokens.provider import TokenProvider
 from proxy.tokens.wiring import open_token_provider
+
+if TYPE_CHECKING:  # the fleet's libraries load only with coordination on
+    from proxy.coordination.member import Member
 
 PROCESS: Final = web.AppKey("PROCESS", ProcessState)
 PROFILE: Final = web.AppKey("PROFILE", ProfileState)
@@ -94,6 +96,8 @@ async def _warm_up_once_listening(process: ProcessState, tokens: TokenProvider) 
 def _fleet_member(profile: ProfileState) -> Member | None:
     if not profile.config.coordination.enabled:
         return None
+    from proxy.coordination.member import Member  # redis-py: only with coordination on
+
     metrics = profile.metrics
     member = Member.for_profile(
         profile.config,

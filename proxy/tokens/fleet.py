@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from proxy.coordination.access_token import SharedToken
-from proxy.coordination.link import Unavailable
-from proxy.coordination.member import Member
-from proxy.coordination.sealing import Unreadable
+from proxy.coordination.outcomes import Unavailable, Unreadable
 from proxy.tokens.token import Clock, Token
+
+if TYPE_CHECKING:  # the fleet's libraries load only with coordination on
+    from proxy.coordination.access_token import SharedToken
+    from proxy.coordination.member import Member
 
 log = logging.getLogger("criteo_proxy.tokens")
 

@@ -12,18 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from proxy.config.schema import (
     CLIENT_ID_ENV_VAR,
     CLIENT_SECRET_ENV_VAR,
     Secret,
 )
-from proxy.coordination.link import Unavailable
-from proxy.coordination.member import Member
-from proxy.coordination.sealing import Unreadable
+from proxy.coordination.outcomes import Unavailable, Unreadable
 from proxy.tokens.store import TokenStore, TokenStoreError
 from proxy.tokens.token import Token, TokenError, TokenRequest
+
+if TYPE_CHECKING:  # the fleet's libraries load only with coordination on
+    from proxy.coordination.member import Member
 
 log = logging.getLogger("criteo_proxy.tokens")
 

@@ -15,7 +15,7 @@ from typing import Final
 import aiohttp
 from cachetools import TLRUCache
 
-from proxy.coordination.link import Unavailable
+from proxy.coordination.outcomes import Unavailable
 from proxy.tokens.endpoint import TokenEndpoint
 from proxy.tokens.fleet import FleetTokens
 from proxy.tokens.token import Clock, Grant, Token, TokenError, TokenState, TokenStatus

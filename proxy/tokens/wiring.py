@@ -6,20 +6,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from proxy.config.addresses import env_proxy_for
 from proxy.config.schema import Config, CredentialsConfig
-from proxy.coordination.link import Unavailable
-from proxy.coordination.member import Member
-from proxy.coordination.sealing import Unreadable
+from proxy.coordination.outcomes import Unavailable, Unreadable
 from proxy.tokens.fleet import FleetTokens
 from proxy.tokens.grants import ClientCredentialsGrant
 from proxy.tokens.provider import TokenProvider
 from proxy.tokens.refresh_grant import RefreshTokenGrant
 from proxy.tokens.store import StoredGrant, TokenStore, TokenStoreError
 from proxy.tokens.token import Clock, Grant
+
+if TYPE_CHECKING:  # the fleet's libraries load only with coordination on
+    from proxy.coordination.member import Member
 
 log = logging.getLogger("criteo_proxy.tokens")
 
