@@ -3,7 +3,11 @@
 One command, from the repository root (not collected by pytest):
 
     python tests/bench/several_proxies.py [--limit 50] [--window 10] [--seconds 30]
-        [--requests 250] [--counts 1,2,4] [--max-wait 30] [--seed 14]
+        [--requests 250] [--counts 1,2,4] [--max-wait 30] [--seed 14] [--redis]
+
+With --redis (DESIGN 11), each count runs twice, side by side in one run: the proxies
+alone (pacing by the contention heuristic, as before coordination), then the same
+proxies sharing one redis-server (Debian's, started here on a free loopback port).
 
 Everything runs on 127.0.0.1. The fake Criteo (proxy/fakes/criteo.py) runs in this
 process as a real aiohttp server and meters one app: --limit calls per --window
@@ -29,15 +33,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import random
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +53,7 @@ from aiohttp import web
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 
-PATH = "/2025-10/advertisers/me"
+PATH = "/2026-07/advertisers/me"
 BURST_SIZES = (3, 15)
 
 
@@ -99,15 +106,24 @@ def cli_command() -> list[str]:
 
 
 async def start_proxy(
-    tmp: Path, index: int, upstream: str, max_wait: float, requests: int
+    tmp: Path,
+    index: int,
+    upstream: str,
+    max_wait: float,
+    requests: int,
+    redis_url: str | None = None,
 ) -> tuple[asyncio.subprocess.Process, str]:
     """One criteo-proxy process with a config of its own on a free port; its URL."""
     config = tmp / f"proxy-{index}.yaml"
+    coordination = (
+        f"coordination:\n  redis_url: {redis_url}\n  key_prefix: {tmp.name}\n" if redis_url else ""
+    )
     config.write_text(
         f"listen:\n  port: 0\n"
         f"upstream:\n  url: {upstream}\n"
         f"rate_limit:\n  max_wait: {max_wait:g}\n"
         f"console:\n  history: {requests + 100}\n"  # every request's wait, for the table
+        + coordination
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRITEO_")}
     env.update(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
@@ -180,15 +196,20 @@ async def waits_of(session: aiohttp.ClientSession, url: str) -> list[float]:
 @dataclass(frozen=True, slots=True)
 class Row:
     proxies: int
+    mode: str  # alone (the heuristic) or redis
     outcomes: Outcomes
     waits: list[float]
     accepted: int
     refused: int
     windows: int
     seconds: float
+    token_requests: int
+    refused_after_first_answer: int
 
 
-async def run(count: int, schedule: Sequence[Burst], args: argparse.Namespace) -> Row:
+async def run(
+    count: int, schedule: Sequence[Burst], args: argparse.Namespace, redis_url: str | None
+) -> Row:
     fake = FakeCriteo(rate_limit=args.limit, rate_window_seconds=args.window)
     runner = web.AppRunner(fake.build_app(), access_log=None)
     await runner.setup()
@@ -205,12 +226,18 @@ async def run(count: int, schedule: Sequence[Burst], args: argparse.Namespace) -
             urls = []
             for index in range(count):
                 process, url = await start_proxy(
-                    Path(tmp), index, upstream, args.max_wait, len(schedule) * BURST_SIZES[1]
+                    Path(tmp),
+                    index,
+                    upstream,
+                    args.max_wait,
+                    len(schedule) * BURST_SIZES[1],
+                    redis_url,
                 )
                 processes.append(process)
                 urls.append(url)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
                 await asyncio.gather(*(wait_ready(session, url) for url in urls))
+                refused_before = fake.throttled  # before the run: none, as no call was made
                 # Start on a window boundary (and a little after, as the proxies' release
                 # margin does): every run then meets the same windows.
                 loop = asyncio.get_running_loop()
@@ -246,13 +273,47 @@ async def run(count: int, schedule: Sequence[Burst], args: argparse.Namespace) -
     last = math.floor(ended_epoch / args.window)
     return Row(
         proxies=count,
+        mode="redis" if redis_url else "alone",
         outcomes=outcomes,
         waits=waits,
         accepted=sum(fake.rate_counts.values()),
         refused=fake.throttled,
         windows=last - first + 1,
         seconds=ended_epoch - started_epoch,
+        token_requests=len(fake.token_requests),
+        # The first answer of a run tells the fleet the window; every 429 Criteo answered
+        # counts here, as the runs start with a token and no call sent yet.
+        refused_after_first_answer=fake.throttled - refused_before,
     )
+
+
+@contextlib.contextmanager
+def running_redis(wanted: bool) -> Iterator[str | None]:
+    """Debian's redis-server on a free loopback port, for the run (None if not WANTED)."""
+    if not wanted:
+        yield None
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit("--redis needs redis-server: apt-get install redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="several-proxies-redis-") as directory:
+        process = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(500):
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                time.sleep(0.01)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait()
 
 
 def format_row(row: Row, limit: int) -> str:
@@ -262,9 +323,10 @@ def format_row(row: Row, limit: int) -> str:
     top = f"{max(waits):.2f}" if waits else "-"
     used = row.accepted / (limit * row.windows)
     return (
-        f"{row.proxies:>7} {o.sent:>5} {o.served:>5} {o.criteo_429:>6} {o.proxy_429:>5} "
-        f"{o.other_errors:>5} {len(waits):>5} {p50:>6} {top:>6} {row.accepted:>8} "
-        f"{row.refused:>7} {row.windows:>7} {used:>6.0%} {row.seconds:>6.1f}"
+        f"{row.proxies:>7} {row.mode:>5} {o.sent:>5} {o.served:>5} {o.criteo_429:>6} "
+        f"{o.proxy_429:>5} {o.other_errors:>5} {len(waits):>5} {p50:>6} {top:>6} "
+        f"{row.accepted:>8} {row.refused:>7} {row.windows:>7} {used:>6.0%} "
+        f"{row.token_requests:>6} {row.seconds:>6.1f}"
     )
 
 
@@ -282,6 +344,11 @@ async def main() -> None:
     parser.add_argument("--counts", default="1,2,4", help="proxy counts to run")
     parser.add_argument("--max-wait", type=float, default=30, help="rate_limit.max_wait")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="each count alone and then sharing a redis-server (DESIGN 11), side by side",
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     schedule = build_schedule(args.requests, args.seconds, args.seed)
@@ -308,19 +375,23 @@ async def main() -> None:
     print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs")
     print()
     print(
-        "                    429 to client        waits (s)       Criteo calls             window"
+        "                          429 to client        waits (s)       Criteo calls"
+        "             window  token"
     )
     print(
-        "proxies  sent   2xx criteo proxy other count    p50    max accepted refused"
-        " windows   used   secs"
+        "proxies  mode  sent   2xx criteo proxy other count    p50    max accepted refused"
+        " windows   used   reqs   secs"
     )
     kinds: dict[str, int] = {}
-    for count in counts:
-        print(f"[bench] {count} proxies...", file=sys.stderr, flush=True)
-        row = await run(count, schedule, args)
-        print(format_row(row, args.limit), flush=True)
-        for kind, n in row.outcomes.kinds.items():
-            kinds[f"{count} proxies: {kind}"] = n
+    with running_redis(args.redis) as redis_url:
+        for count in counts:
+            for url in (None, redis_url) if redis_url else (None,):
+                mode = "redis" if url else "alone"
+                print(f"[bench] {count} proxies, {mode}...", file=sys.stderr, flush=True)
+                row = await run(count, schedule, args, url)
+                print(format_row(row, args.limit), flush=True)
+                for kind, n in row.outcomes.kinds.items():
+                    kinds[f"{count} proxies {mode}: {kind}"] = n
     if kinds:
         print("other errors: " + ", ".join(f"{k} x{n}" for k, n in kinds.items()))
 
