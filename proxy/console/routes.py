@@ -43,6 +43,7 @@ _ASSETS: Final = {
     "favicon.svg": "image/svg+xml",
 }
 _PAGE: Final = "console.html"
+_MAX_NUMBER_DIGITS: Final = 18  # within a 64-bit integer
 
 
 def is_console_route(request: web.Request) -> bool:
@@ -126,7 +127,9 @@ def _whole_number(request: web.Request, name: str, default: int) -> int:
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or len(text) > 18:
+    # ASCII digits only: str.isdigit() takes "²" (which int() refuses) and int() takes
+    # Arabic-Indic digits or "1_000"; bounded, so that int() never parses a huge string.
+    if not (0 < len(text) <= _MAX_NUMBER_DIGITS and text.isascii() and text.isdigit()):
         raise ProxyError(
             400, "bad_request", f"{name}: expected a whole number of 0 or more, got {text[:40]!r}"
         )

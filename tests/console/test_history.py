@@ -113,6 +113,32 @@ async def test_a_bad_after_or_limit_is_a_400_in_the_envelope(
     assert error["code"] == "bad_request"
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?after=\u00b2",  # superscript two: str.isdigit() says yes, int() says no
+        "?limit=\u00b2",
+        "?after=\u0661",  # Arabic-Indic one: int() would take it for 1
+        "?limit=\uff13",  # fullwidth three
+        "?after=%C2%B2",
+        "?after=+1",
+        "?after=%201",
+        "?limit=1_000",
+        "?after=",
+        "?limit=" + "0" * 19,
+    ],
+)
+async def test_only_ascii_digits_of_bounded_length_are_a_number_anything_else_a_400(
+    proxy: TestClient[Any, Any], query: str
+) -> None:
+    resp = await proxy.get(f"/_proxy/requests{query}")
+    assert resp.status == 400, query
+    assert resp.headers["X-Criteo-Proxy-Error"] == "bad_request"
+    (error,) = (await resp.json())["errors"]
+    assert error["code"] == "bad_request"
+    assert (await proxy.get("/_proxy/status")).status == 200  # and the proxy serves on
+
+
 async def test_a_401_retried_request_says_so(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
