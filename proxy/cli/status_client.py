@@ -73,11 +73,22 @@ async def fetch_status(target: StatusTarget) -> StatusReport:
         connector=connector, timeout=timeout, headers=headers, trust_env=False
     ) as session:
         status = await _get_json(session, target, "/_proxy/status")
-        page = await _get_json(session, target, "/_proxy/requests")
+        if not isinstance(status, dict):
+            raise StatusUnavailable(f"{target.shown} answered, but not with criteo-proxy's status")
+        # An answer of /_proxy/requests stops at a byte bound, oldest first: ask for the
+        # last few by their seq.
+        after = max(0, _last_seq(status) - _LAST_REQUESTS)
+        page = await _get_json(session, target, f"/_proxy/requests?after={after}")
     requests = page.get("requests") if isinstance(page, dict) else None
-    if not isinstance(status, dict) or not isinstance(requests, list):
+    if not isinstance(requests, list):
         raise StatusUnavailable(f"{target.shown} answered, but not with criteo-proxy's status")
     return StatusReport(status, [r for r in requests[-_LAST_REQUESTS:] if isinstance(r, dict)])
+
+
+def _last_seq(status: dict[str, object]) -> int:
+    console = status.get("console")
+    seq = console.get("last_seq") if isinstance(console, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
 
 
 async def _get_json(session: aiohttp.ClientSession, target: StatusTarget, path: str) -> object:

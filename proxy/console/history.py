@@ -1,7 +1,8 @@
 """The console's memory: a bounded ring of request records. Pure data, no I/O.
 
 Bounded twice: at most ``console.history`` records, and at most
-``MAX_HISTORY_BYTES`` of paths and error bodies together; the oldest go first.
+``MAX_HISTORY_BYTES`` of paths and error bodies together (UTF-8 bytes, as they
+sit in memory and go out: never characters); the oldest go first.
 Records hold nothing secret by construction: paths arrive with secret-looking
 query values masked, and error bodies are Criteo's answers (the caller scrubs
 the access token from them).
@@ -41,7 +42,7 @@ class RequestRecord(NamedTuple):
 
     @property
     def size_bytes(self) -> int:
-        return _RECORD_OVERHEAD_BYTES + len(self.path) + len(self.error_body or "")
+        return _RECORD_OVERHEAD_BYTES + utf8_size(self.path) + utf8_size(self.error_body or "")
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -101,6 +102,11 @@ class History:
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def utf8_size(text: str) -> int:
+    """TEXT's size in UTF-8: a character of an error body may take four bytes."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", errors="replace"))
 
 
 def format_utc(epoch_seconds: float) -> str:

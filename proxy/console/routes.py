@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.console.history import RequestRecord
 from proxy.console.status import build_status
 from proxy.errors import ProxyError
 
@@ -44,6 +45,11 @@ _ASSETS: Final = {
 }
 _PAGE: Final = "console.html"
 _MAX_NUMBER_DIGITS: Final = 18  # within a 64-bit integer
+# One answer of /_proxy/requests stops before it would pass this: JSON escapes make a
+# record up to six times its size in memory (a control character is \u0001), so every
+# record at once could be many times the history's own bound. The client asks again
+# with after= (the console does until it has status.console.last_seq).
+MAX_ANSWER_BYTES: Final = 1024 * 1024
 
 
 def is_console_route(request: web.Request) -> bool:
@@ -114,13 +120,31 @@ def add_console_routes(
         after = _whole_number(request, "after", 0)
         limit = _whole_number(request, "limit", process.history.max_records)
         records = process.history.after(after, limit)
-        return _json({"requests": [record.to_json() for record in records]})
+        return web.Response(
+            body=_bounded_requests_answer(records),
+            content_type="application/json",
+            headers=SECURITY_HEADERS,
+        )
 
     for path in ("/_proxy/", "/_proxy/console"):
         add_route("GET", path, console_page)
     add_route("GET", "/_proxy/static/{name}", asset)
     add_route("GET", "/_proxy/status", status)
     add_route("GET", "/_proxy/requests", requests)
+
+
+def _bounded_requests_answer(records: list[RequestRecord]) -> bytes:
+    """``{"requests":[...]}`` of the oldest RECORDS that fit in MAX_ANSWER_BYTES (at
+    least one: a single record is far below it)."""
+    parts: list[bytes] = []
+    size = len(b'{"requests":[]}')
+    for record in records:
+        part = json.dumps(record.to_json(), separators=(",", ":")).encode()
+        size += len(part) + 1
+        if parts and size > MAX_ANSWER_BYTES:
+            break
+        parts.append(part)
+    return b'{"requests":[' + b",".join(parts) + b"]}"
 
 
 def _whole_number(request: web.Request, name: str, default: int) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
@@ -142,4 +143,32 @@ async def test_status_command_says_when_the_key_is_missing(
     server, _ = keyed_cli_proxy
     result = await run_cli("status", "--url", server.url, env=clean_env())
     assert_one_line_error(result, 1, "401", "proxy_key_required")
+    assert await server.stop() == 0
+
+
+async def test_status_command_shows_the_last_requests_when_the_history_exceeds_one_answer(
+    criteo: FakeCriteo, criteo_url: str, start_cli_server: Any
+) -> None:
+    """An answer of /_proxy/requests stops at its byte bound, oldest first: the command
+    asks for the last ones by seq."""
+
+    async def escapes(request: web.Request) -> web.Response:
+        # 48,000 bytes of JSON each: the 60 take three answers
+        return web.Response(
+            status=500, body=b"\x01" * 8000, headers={"Content-Type": "application/json"}
+        )
+
+    criteo.handlers["/2025-10/escapes"] = escapes
+    env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
+    server = await start_cli_server("--upstream", criteo_url, "--port", "0", env=env)
+    async with aiohttp.ClientSession() as http:
+        for i in range(60):
+            headers = {"X-Request-Id": f"big-{i:02d}"}
+            async with http.get(server.url + "/2025-10/escapes", headers=headers) as resp:
+                assert resp.status == 500
+
+    result = await run_cli("status", "--url", server.url, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    shown = re.findall(r"big-\d\d", result.stdout)
+    assert shown == [f"big-{i:02d}" for i in range(40, 60)]
     assert await server.stop() == 0

@@ -311,6 +311,7 @@ async function poll() {
   if (document.visibilityState === "hidden") return; // resumed by visibilitychange
   state.polling = true;
   let restarted = false;
+  let more = false;
   try {
     const [status, page] = await Promise.all([getJson("/_proxy/status"), getJson(`/_proxy/requests?after=${state.lastSeq}`)]);
     const now = performance.now();
@@ -333,6 +334,9 @@ async function poll() {
       }
       state.requests.length = Math.min(state.requests.length, MAX_ROWS);
       if (page.requests.length) renderRequests();
+      // An answer stops at a byte bound: while the proxy has newer requests than the
+      // ones shown, ask again at once instead of a second later.
+      more = page.requests.length > 0 && status.console && state.lastSeq < status.console.last_seq;
     }
     state.failures = 0;
     const live = document.getElementById("live");
@@ -347,7 +351,7 @@ async function poll() {
   } finally {
     state.polling = false;
   }
-  schedule(restarted);
+  schedule(restarted || more);
 }
 
 function schedule(now = false) {
