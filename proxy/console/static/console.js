@@ -220,21 +220,29 @@ function listenFor(profileName) {
   return listen.startsWith("unix:") ? null : listen;
 }
 
+// Quoted for a POSIX shell: inside '...' nothing is special but ' itself, written '\''.
 function shellQuote(value) {
-  return `'${value.replace(/'/g, "'\\''")}'`;
+  return `'${String(value).replace(/'/g, "'\\''")}'`;
 }
 
+// Every word that comes from a request (its method, path, the socket) is quoted: pasted
+// into a shell, the line runs curl with these words as they are, and nothing else.
 function curlFor(r) {
-  // HEAD as --head: with -X HEAD, curl waits for the body the headers announce, forever.
-  const method = r.method === "GET" ? "" : r.method === "HEAD" ? "--head " : `-X ${r.method} `;
-  // Bodies are never kept: a request that had one needs it given again.
-  const body = ["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method) ? "" : " --data-binary @body";
+  const words = ["curl"];
   const listen = listenFor(r.profile);
+  let base = listen;
   if (listen === null) {
     const socket = state.status.profiles.find((p) => p.name === r.profile).listen.slice(5);
-    return `curl --unix-socket ${shellQuote(socket)} ${method}${shellQuote(`http://localhost${r.path}`)}${body}`;
+    words.push("--unix-socket", shellQuote(socket));
+    base = "http://localhost";
   }
-  return `curl ${method}${shellQuote(listen + r.path)}${body}`;
+  // HEAD as --head: with -X HEAD, curl waits for the body the headers announce, forever.
+  if (r.method === "HEAD") words.push("--head");
+  else if (r.method !== "GET") words.push("-X", shellQuote(r.method));
+  words.push(shellQuote(base + r.path));
+  // Bodies are never kept: a request that had one needs it given again.
+  if (!["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method)) words.push("--data-binary", "@body");
+  return words.join(" ");
 }
 
 function prettyBody(body) {
