@@ -259,3 +259,35 @@ async def test_every_word_of_the_curl_line_is_quoted_whatever_it_holds(
         written = argv_file.read_text().splitlines()
         assert json.loads(written[-1]) == argv, line
     assert len(argv_file.read_text().splitlines()) == len(expected)
+
+
+async def test_the_curl_line_of_an_absolute_form_request_is_a_valid_url(
+    tab: Tab, proxy: CliServer, fake_curl: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    """`GET http://127.0.0.1:P/x` is kept as sent; its curl line asks the proxy for /x."""
+    port = URL(proxy.url).port
+    assert port is not None
+    target = f"http://127.0.0.1:{port}/2025-10/echo/abs?fields=name"
+    sent = await raw_request(
+        port,
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert sent.status == 200
+    await open_console(tab, proxy)
+    row = tab.page.locator(ROWS)
+    await async_api.expect(row).to_have_count(1, timeout=LIVE_MS)
+    await row.click()
+    line = await tab.page.locator("#detail-curl").inner_text()
+    assert line == f"curl '{proxy.url}/2025-10/echo/abs?fields=name'"
+
+    env, argv_file = fake_curl
+    others = await curl_lines(
+        tab, [{**RECORD, "path": "https://127.0.0.1?x=1"}, {**RECORD, "path": "*"}], None
+    )
+    for other in others:
+        code, output = await run_in_shell(other, cwd=tmp_path, env=env)
+        assert code == 0, output
+    assert [json.loads(x) for x in argv_file.read_text().splitlines()] == [
+        [f"{proxy.url}/?x=1"],
+        ["--request-target", "*", f"{proxy.url}/"],
+    ]

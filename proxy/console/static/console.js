@@ -225,6 +225,16 @@ function shellQuote(value) {
   return `'${String(value).replace(/'/g, "'\\''")}'`;
 }
 
+// The target to ask the proxy for: the path and query of an absolute-form request
+// (GET http://127.0.0.1:8080/x) as the proxy sent it on; null for anything else (*).
+function originForm(path) {
+  if (path.startsWith("/")) return path;
+  const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(path);
+  if (absolute === null) return null;
+  const rest = path.slice(absolute[0].length);
+  return rest.startsWith("/") ? rest : `/${rest}`;
+}
+
 // Every word that comes from a request (its method, path, the socket) is quoted: pasted
 // into a shell, the line runs curl with these words as they are, and nothing else.
 function curlFor(r) {
@@ -239,7 +249,9 @@ function curlFor(r) {
   // HEAD as --head: with -X HEAD, curl waits for the body the headers announce, forever.
   if (r.method === "HEAD") words.push("--head");
   else if (r.method !== "GET") words.push("-X", shellQuote(r.method));
-  words.push(shellQuote(base + r.path));
+  const target = originForm(r.path);
+  if (target === null) words.push("--request-target", shellQuote(r.path), shellQuote(`${base}/`));
+  else words.push(shellQuote(base + target));
   // Bodies are never kept: a request that had one needs it given again.
   if (!["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method)) words.push("--data-binary", "@body");
   return words.join(" ");
