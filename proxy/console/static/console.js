@@ -312,6 +312,12 @@ async function copyCurl() {
 
 async function getJson(path) {
   const response = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
+  if (response.status === 401 && response.headers.get("X-Criteo-Proxy-Error") === "proxy_key_required") {
+    // The session cookie is gone or stale (a restart of the proxy ends every session).
+    const ended = new Error("this console's session has ended (a restart of the proxy ends them): open /_proxy/?key=<your key> again");
+    ended.sessionEnded = true;
+    throw ended;
+  }
   if (!response.ok) throw new Error(`${path} answered ${response.status}`);
   return response.json();
 }
@@ -367,7 +373,7 @@ async function poll() {
     state.failures += 1;
     const live = document.getElementById("live");
     live.classList.add("down");
-    live.textContent = `the proxy does not answer (${error.message}); retrying`;
+    live.textContent = error.sessionEnded ? error.message : `the proxy does not answer (${error.message}); retrying`;
   } finally {
     state.polling = false;
   }
