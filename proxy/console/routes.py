@@ -31,6 +31,8 @@ CONSOLE_ROUTES: Final = CONSOLE_PAGES | {
     "/_proxy/requests",
     "/_proxy/static/{name}",
 }
+# What the page fetches once a second: logged at DEBUG when answered (DESIGN 8).
+POLLED_ROUTES: Final = frozenset({"/_proxy/status", "/_proxy/requests"})
 CONSOLE_KEY_PARAMETER: Final = "key"
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
@@ -56,6 +58,14 @@ def is_console_route(request: web.Request) -> bool:
     """Whether the console's routes answer REQUEST (its error answers carry its headers)."""
     resource = request.match_info.route.resource
     return resource is not None and resource.canonical in CONSOLE_ROUTES
+
+
+def is_answered_poll(request: web.Request, status: int) -> bool:
+    """Whether REQUEST is the console's polling, answered (refused ones are not)."""
+    if status >= 400:
+        return False
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in POLLED_ROUTES
 
 
 def _read_asset(name: str) -> bytes:

@@ -17,7 +17,12 @@ from aiohttp.typedefs import Handler
 from proxy.config.addresses import env_proxy_for
 from proxy.config.schema import DEFAULT_PROFILE, Config, ConfigError
 from proxy.console.history import build_record
-from proxy.console.routes import SECURITY_HEADERS, add_console_routes, is_console_route
+from proxy.console.routes import (
+    SECURITY_HEADERS,
+    add_console_routes,
+    is_answered_poll,
+    is_console_route,
+)
 from proxy.errors import ERROR_HEADER, ProxyError, build_error_body
 from proxy.exchange import Exchange
 from proxy.forwarding.forwarder import Forwarder, ForwardSettings, is_oauth_path
@@ -169,7 +174,8 @@ def build_request_context(
 
     def finish(request: web.Request, exchange: Exchange, status: int) -> None:
         if access_log_enabled:
-            _log_access(request, exchange, status, log_profile)
+            quiet = exchange.reserved and is_answered_poll(request, status)
+            _log_access(request, exchange, status, log_profile, debug=quiet)
         if history.max_records and (not exchange.reserved or exchange.proxy_error):
             tokens = profile.tokens
             token = tokens.cached_token() if tokens is not None else None
@@ -249,7 +255,9 @@ def error_response(error: ProxyError, request_id: str) -> web.Response:
     )
 
 
-def _log_access(request: web.Request, exchange: Exchange, status: int, profile: str | None) -> None:
+def _log_access(
+    request: web.Request, exchange: Exchange, status: int, profile: str | None, *, debug: bool
+) -> None:
     log_access(
         method=request.method,
         path_and_query=request.raw_path,
@@ -260,6 +268,7 @@ def _log_access(request: web.Request, exchange: Exchange, status: int, profile: 
         retried=exchange.retried,
         request_id=exchange.request_id,
         profile=profile,
+        debug=debug,
     )
 
 
