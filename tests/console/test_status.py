@@ -16,6 +16,8 @@ from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests.conftest import StartProxy, assert_one_line_error, clean_env, run_cli
 from tests.console.conftest import status_of
 
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -81,6 +83,59 @@ async def test_status_says_backing_off_with_the_endpoints_words_and_no_secret(
     assert "invalid_client" in token["last_error"]
     assert token["backoff_seconds"] > 0
     assert "wrong-secret-77" not in json.dumps(token)
+
+
+async def test_recent_token_errors_keep_the_helpful_first_one_newest_first_at_most_five(
+    start_proxy: StartProxy, criteo: FakeCriteo, clock: Any
+) -> None:
+    proxy = await start_proxy(credentials={"client_secret": "wrong-secret-78"}, clock=clock)
+
+    async def fail_once() -> list[dict[str, str]]:
+        assert (await proxy.get("/2025-10/advertisers/me")).status == 502
+        clock.advance(60)  # past the back-off: the next request asks the endpoint again
+        recent: list[dict[str, str]] = (await status_of(proxy))["profiles"][0]["token"][
+            "recent_errors"
+        ]
+        return recent
+
+    [first] = await fail_once()
+    assert ISO_UTC.fullmatch(first["time"])
+    assert "invalid_client" in first["error"]
+    assert "CRITEO_CLIENT_SECRET" in first["error"]  # the helpful hint
+
+    criteo.token_failure_status = 503
+    recent = await fail_once()
+    assert [("invalid_client" in e["error"], "503" in e["error"]) for e in recent] == [
+        (False, True),
+        (True, False),
+    ]
+    token = (await status_of(proxy))["profiles"][0]["token"]
+    assert "503" in token["last_error"]  # last_error is the last one; the first is kept too
+
+    criteo.token_failure_status = None
+    recent = await fail_once()  # the same text again: moved to the front, not repeated
+    assert len(recent) == 2
+    assert "invalid_client" in recent[0]["error"]
+    assert recent[0]["time"] >= recent[1]["time"]
+
+    for status in (500, 502, 504, 520, 521):
+        criteo.token_failure_status = status
+        recent = await fail_once()
+    assert [e["error"].split(" answered ")[1] for e in recent] == [
+        "521",
+        "520",
+        "504",
+        "502",
+        "500",
+    ]
+    assert "wrong-secret-78" not in json.dumps(recent)
+
+
+async def test_recent_token_errors_are_empty_while_the_token_is_fine(
+    proxy: TestClient[Any, Any],
+) -> None:
+    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await status_of(proxy))["profiles"][0]["token"]["recent_errors"] == []
 
 
 # --- criteo-proxy status ----------------------------------------------------------------------

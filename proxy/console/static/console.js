@@ -109,7 +109,7 @@ function renderToken(token, elapsed) {
     ...row("client id", token.client_id),
     ...row("seconds left", left === null ? "–" : seconds(left)),
     ...row("fetched", localTime(token.fetched_at)),
-    ...row("last error", token.last_error ? el("span", { className: "error-text" }, token.last_error) : "none"),
+    ...row("recent errors", renderRecentErrors(token)),
     ...row("back-off left", backoff > 0 ? seconds(backoff) : "–"),
   ];
   if (token.grant_type === "authorization_code") {
@@ -117,6 +117,17 @@ function renderToken(token, elapsed) {
     items.push(...row("refresh token stored", localTime(token.refresh_token_stored_at)));
   }
   return el("dl", { className: "grid token" }, ...items);
+}
+
+// The last five distinct token errors, newest first: the helpful first one (check
+// CRITEO_CLIENT_SECRET) stays in sight when a timeout follows it.
+function renderRecentErrors(token) {
+  const recent = token.recent_errors || [];
+  if (!recent.length) return token.last_error ? el("span", { className: "error-text" }, token.last_error) : "none";
+  const items = recent.map((e) =>
+    el("li", null, el("span", { className: "muted", title: e.time }, localTime(e.time)), " ", el("span", { className: "error-text" }, e.error)),
+  );
+  return el("ol", { className: "recent-errors" }, ...items);
 }
 
 function renderRateLimits(windows, elapsed) {
