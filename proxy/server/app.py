@@ -190,6 +190,7 @@ def build_request_context(
                     duration_seconds=time.perf_counter() - exchange.started,
                     keep_error_body=keep_error_bodies and not is_oauth_path(exchange.target),
                     scrub=None if token is None else token.access_token,
+                    quote_detail=keep_error_bodies,
                 )
             )
 
@@ -211,6 +212,7 @@ def build_request_context(
                 if console_enabled and is_console_route(request):
                     response.headers.update(SECURITY_HEADERS)
                 exchange.proxy_error = exc.code
+                exchange.who = exc.who
                 exchange.error_body = response.body if isinstance(response.body, bytes) else None
             except web.HTTPException as exc:  # aiohttp's own answer (417 to an Expect)
                 if exchange.cors_origin is not None:

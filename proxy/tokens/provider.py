@@ -19,7 +19,7 @@ import aiohttp
 from cachetools import TLRUCache
 from yarl import URL
 
-from proxy.errors import ErrorCode, ProxyError, describe
+from proxy.errors import WHO, ErrorCode, ProxyError, Who, describe
 from proxy.tokens.recent_errors import RecentError, RecentErrors
 
 log = logging.getLogger("criteo_proxy.tokens")
@@ -37,13 +37,32 @@ class TokenError(ProxyError):
     """The token endpoint refused us or could not be reached; detail is safe to show."""
 
     def __init__(
-        self, status: int, code: ErrorCode, detail: str, *, oauth_error: str | None = None
+        self,
+        status: int,
+        code: ErrorCode,
+        detail: str,
+        *,
+        oauth_error: str | None = None,
+        endpoint_answered: bool = False,
     ) -> None:
         super().__init__(status, code, detail)
         self.oauth_error = oauth_error  # the endpoint's OAuth "error", when it gave one
+        self.endpoint_answered = endpoint_answered  # with a 5xx or nonsense: not the network
+
+    @property
+    def who(self) -> Who:
+        if self.code == "token_endpoint_unavailable" and self.endpoint_answered:
+            return "criteo"
+        return WHO[self.code]
 
     def copy(self) -> TokenError:
-        return TokenError(self.status, self.code, self.detail, oauth_error=self.oauth_error)
+        return TokenError(
+            self.status,
+            self.code,
+            self.detail,
+            oauth_error=self.oauth_error,
+            endpoint_answered=self.endpoint_answered,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,7 +316,10 @@ class TokenProvider:
             error.oauth_error = oauth_error or None
             raise error
         raise self._error(
-            502, "token_endpoint_unavailable", f"POST {self._shown_url} answered {status}"
+            502,
+            "token_endpoint_unavailable",
+            f"POST {self._shown_url} answered {status}",
+            endpoint_answered=True,
         )
 
     def _parse_token(self, answer: dict[str, object] | None, sent_at: float) -> Token:
@@ -331,14 +353,17 @@ class TokenProvider:
             502,
             "token_endpoint_unavailable",
             f"POST {self._shown_url} gave a malformed answer: {why}",
+            endpoint_answered=True,
         )
 
-    def _error(self, status: int, code: ErrorCode, detail: str) -> TokenError:
+    def _error(
+        self, status: int, code: ErrorCode, detail: str, *, endpoint_answered: bool = False
+    ) -> TokenError:
         # The endpoint's own words end up in detail: never let them echo a secret back.
         for secret in self._grant.secrets():
             if secret:
                 detail = detail.replace(secret, "***")
-        return TokenError(status, code, detail)
+        return TokenError(status, code, detail, endpoint_answered=endpoint_answered)
 
 
 async def read_bounded(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:

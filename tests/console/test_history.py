@@ -38,6 +38,8 @@ RECORD_FIELDS = {
     "criteo_trace_id",
     "proxy_error",
     "error_body",
+    "who",
+    "advice",
 }
 
 
@@ -88,6 +90,8 @@ async def test_a_forwarded_request_is_recorded_with_every_field(
     assert record["criteo_trace_id"] is None
     assert record["proxy_error"] is None
     assert record["error_body"] is None
+    assert record["who"] is None
+    assert record["advice"] is None
 
 
 async def test_seq_grows_by_one_and_after_returns_only_newer_ones_oldest_first(
