@@ -109,9 +109,9 @@ async def test_paths_error_bodies_and_ids_holding_markup_are_shown_as_text_never
     await expect(page.locator(ROWS)).to_have_count(2, timeout=LIVE_MS)
     raw_row = row_with_path(page, RAW_XSS_PATH)
     await expect(raw_row.locator("td.path")).to_have_text(RAW_XSS_PATH)  # literally
-    await expect(raw_row.locator("td").nth(10)).to_have_text(TRACE_ID_XSS)
+    await expect(raw_row.locator("td.trace-id")).to_have_text(TRACE_ID_XSS)
     encoded_row = row_with_path(page, ENCODED_XSS_PATH)
-    await expect(encoded_row.locator("td").nth(9)).to_have_text(REQUEST_ID_XSS)
+    await expect(encoded_row.locator("td.request-id")).to_have_text(REQUEST_ID_XSS)
 
     await encoded_row.click()
     detail = page.locator("#detail")

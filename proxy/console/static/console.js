@@ -19,6 +19,7 @@ const state = {
   selected: null, // seq of the request shown in the detail panel
   timer: null,
   polling: false, // a poll is in flight: never start a second one (both would show new rows)
+  loaded: false, // the request list has been answered once: "no requests yet" may be true
   failures: 0,
 };
 
@@ -190,7 +191,7 @@ function matches(r) {
   if (c === "failed" && !isFailed(r)) return false;
   if (c !== "all" && c !== "failed" && String(r.status)[0] !== c) return false;
   if (!state.search) return true;
-  const haystack = [r.method, r.path, r.status, r.request_id, r.criteo_trace_id, r.proxy_error, r.profile, r.retried, r.error_body]
+  const haystack = [r.method, r.path, r.status, r.request_id, r.criteo_trace_id, r.proxy_error, r.profile, r.retried, r.who, r.advice, r.error_body]
     .filter((v) => v !== null && v !== undefined)
     .join(" ")
     .toLowerCase();
@@ -207,21 +208,27 @@ function renderRequests() {
       el("td", { className: "col-profile" }, r.profile),
       el("td", null, r.method),
       el("td", { className: "path" }, r.path),
-      el("td", { className: `status-${String(r.status)[0]}` }, String(r.status)),
-      el("td", { className: "num" }, ms(r.duration_ms)),
-      el("td", { className: "num" }, ms(r.upstream_ms)),
+      el("td", { className: `status status-${String(r.status)[0]}` }, String(r.status)),
+      el("td", { className: "num", title: timings(r) }, ms(r.duration_ms)),
       el("td", null, dash(r.retried)),
-      el("td", { className: "num" }, r.rate_limit_wait_ms ? ms(r.rate_limit_wait_ms) : "–"),
-      el("td", null, r.request_id),
-      el("td", null, dash(r.criteo_trace_id)),
-      el("td", null, dash(r.proxy_error)),
+      // Ids are cut to the cell's width on screen (hover for all of it); search finds them.
+      el("td", { className: "id request-id", title: r.request_id }, r.request_id),
+      el("td", { className: "id trace-id", title: r.criteo_trace_id || "" }, dash(r.criteo_trace_id)),
+      el("td", { className: `who${r.who ? ` who-${r.who}` : ""}` }, r.who || ""),
+      el("td", { className: "advice" }, r.proxy_error ? el("code", null, r.proxy_error) : null, r.proxy_error && r.advice ? " " : null, r.advice || ""),
     );
     if (r.seq === state.selected) tr.classList.add("selected");
     return tr;
   });
   document.getElementById("request-rows").replaceChildren(...rows);
-  document.getElementById("no-requests").hidden = state.requests.length > 0;
+  // Nothing to say before the first answer: "no requests yet" may well be false.
+  document.getElementById("no-requests").hidden = !state.loaded || state.requests.length > 0;
   text("count", state.requests.length ? `${shown.length} of ${state.requests.length} shown` : "");
+}
+
+function timings(r) {
+  const wait = r.rate_limit_wait_ms ? `, rate-limit wait ${ms(r.rate_limit_wait_ms)}` : "";
+  return `upstream ${ms(r.upstream_ms)}${wait}`;
 }
 
 function listenFor(profileName) {
@@ -292,9 +299,12 @@ function showDetail(seq) {
     ["profile", r.profile],
     ["request", `${r.method} ${r.path}`],
     ["status", String(r.status)],
+    ["duration", `${ms(r.duration_ms)} (${timings(r)})`],
     ["retried", dash(r.retried)],
     ["Criteo traceId", dash(r.criteo_trace_id)],
     ["proxy error", dash(r.proxy_error)],
+    ["whose side", dash(r.who)],
+    ["what to do", dash(r.advice)],
   ].map(([term, value]) => el("div", null, el("dt", null, term), el("dd", null, value)));
   document.getElementById("detail-facts").replaceChildren(...facts);
   text("detail-curl", curlFor(r));
@@ -361,6 +371,7 @@ async function poll() {
       // one's first requests (its seq started again): ask it from the start, at once.
       state.requests = [];
       state.lastSeq = 0;
+      state.loaded = false; // until the new process's list has answered
       state.selected = null;
       document.getElementById("detail").hidden = true;
       renderRequests();
@@ -370,7 +381,9 @@ async function poll() {
         state.lastSeq = Math.max(state.lastSeq, r.seq);
       }
       state.requests.length = Math.min(state.requests.length, MAX_ROWS);
-      if (page.requests.length) renderRequests();
+      const first = !state.loaded;
+      state.loaded = true;
+      if (page.requests.length || first) renderRequests();
       // An answer stops at a byte bound: while the proxy has newer requests than the
       // ones shown, ask again at once instead of a second later.
       more = page.requests.length > 0 && status.console && state.lastSeq < status.console.last_seq;
