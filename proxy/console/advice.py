@@ -19,6 +19,9 @@ from proxy.forwarding.forwarder import is_oauth_path
 
 MAX_ADVICE_CHARS: Final = 300
 _MAX_QUOTE_CHARS: Final = 160
+# Methods that change nothing twice (RFC 9110 9.2.2): the only ones retry.transient may
+# retry after a 5xx; for any other, a 5xx may follow work already done.
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _OAUTH_ERROR: Final = re.compile(r"[a-z_]{1,40}")  # invalid_client; never free text
 _FREES_AT: Final = re.compile(r"frees a slot at (\d\d:\d\d:\d\d UTC)")  # rate_limited's detail
 _TOKEN_REQUEST: Final = re.compile(r"^POST \S+ ")  # how a token error's detail starts
@@ -37,7 +40,13 @@ class _Said(NamedTuple):
 
 
 def build_advice(
-    status: int, exchange: Exchange, raw_path: str, *, quote_detail: bool, scrub: str | None
+    status: int,
+    method: str,
+    exchange: Exchange,
+    raw_path: str,
+    *,
+    quote_detail: bool,
+    scrub: str | None,
 ) -> Advice | None:
     """Whose side a failed answer is on, and what to do; None below 400."""
     if status < 400:
@@ -64,14 +73,14 @@ def build_advice(
         who = "request"
         text = _oauth_advice(status, exchange.error_body)
     else:
-        who, text = _criteo_advice(status, said, exchange, quote_detail=quote_detail)
+        who, text = _criteo_advice(status, method, said, exchange, quote_detail=quote_detail)
     if scrub:
         text = text.replace(scrub, "***")
     return Advice(who, _one_sentence(text))
 
 
 def _criteo_advice(
-    status: int, said: _Said, exchange: Exchange, *, quote_detail: bool
+    status: int, method: str, said: _Said, exchange: Exchange, *, quote_detail: bool
 ) -> tuple[Who, str]:
     quote = _quote(status, said, quote_detail=quote_detail)
     if status == 401:
@@ -97,20 +106,23 @@ def _criteo_advice(
             "reset and send it again, or send fewer requests at a time."
         )
     if status >= 500:
-        tried = (
-            "the proxy retried it and Criteo failed again"
-            if exchange.retried == "transient"
-            else "it was not retried (the proxy retries only what retry.transient allows)"
-        )
+        then = "try again later"
+        if exchange.retried == "transient":
+            tried = "the proxy retried it and Criteo failed again"
+        elif method not in _IDEMPOTENT:
+            tried = f"it was not retried, as a {_clip(method, 20)} may already have been done"
+            then = "check whether it took effect before you send it again"
+        else:
+            tried = "it was not retried (retry.transient did not allow it)"
         trace = f", giving traceId {exchange.criteo_trace_id}" if exchange.criteo_trace_id else ""
         return "criteo", (
-            f"Criteo failed on its side ({quote}); {tried}: try again later, and if it "
-            f"persists, tell Criteo's support{trace}."
+            f"Criteo failed on its side ({quote}); {tried}: {then}, and if it persists, tell "
+            f"Criteo's support{trace}."
         )
     if status == 410:
         return "request", (
-            f"Criteo no longer serves this ({quote}): an API version Criteo retired answers "
-            "410; move the request to a live version."
+            f"Criteo no longer serves this ({quote}): if the path's API version is retired, "
+            "move the request to a live one."
         )
     return "request", (
         f"Criteo rejected the request ({quote}): fix the request (path, parameters or body) "

@@ -150,7 +150,9 @@ def build_record(
         if scrub:
             error_body = error_body.replace(scrub, "***")
     upstream = exchange.upstream_seconds
-    advice = build_advice(status, exchange, raw_path, quote_detail=quote_detail, scrub=scrub)
+    advice = build_advice(
+        status, method, exchange, raw_path, quote_detail=quote_detail, scrub=scrub
+    )
     return RequestRecord(
         seq=history.next_seq(),
         time=time.time(),

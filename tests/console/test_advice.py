@@ -147,6 +147,7 @@ async def test_a_criteo_503_not_retried_says_so(
     record = await last_record(proxy)
     assert (record["who"], record["retried"]) == ("criteo", None)
     assert "not retried" in record["advice"]
+    assert "a POST may already have been done" in record["advice"]  # why not, and what then
 
 
 async def test_a_criteo_429_is_criteos_and_says_whether_it_was_retried(
