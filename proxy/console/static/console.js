@@ -167,7 +167,7 @@ function versionMark(v) {
 
 function renderVersions(versions) {
   if (!versions.length) return el("p", { className: "empty" }, "No versioned path seen yet.");
-  const head = el("tr", null, ...["version", "requests", ""].map((h) => el("th", null, h)));
+  const head = el("tr", null, el("th", null, "version"), el("th", { className: "num" }, "requests"), el("th", null, ""));
   const rows = versions.map((v) =>
     el(
       "tr",
