@@ -53,6 +53,29 @@ TITLES: Final[dict[ErrorCode, str]] = {
 }
 
 
+# Whose side each error is on (DESIGN 1), for the console's "who": what the person
+# who saw "error" can do about it. token_endpoint_unavailable is "network" here, and
+# "criteo" when the endpoint answered (a 5xx, nonsense): the token error says which.
+Who = Literal["request", "setup", "criteo", "network"]
+WHO: Final[dict[ErrorCode, Who]] = {
+    "token_request_failed": "setup",
+    "token_endpoint_unavailable": "network",
+    "upstream_unavailable": "network",
+    "upstream_timeout": "network",
+    "host_not_allowed": "setup",
+    "origin_not_allowed": "setup",
+    "absolute_uri_not_allowed": "request",
+    "method_not_allowed": "setup",
+    "path_not_allowed": "setup",
+    "proxy_key_required": "setup",
+    "body_too_large": "setup",
+    "body_timeout": "request",
+    "rate_limited": "criteo",
+    "not_found": "request",
+    "bad_request": "request",
+}
+
+
 class ProxyError(Exception):
     """An error the proxy answers itself. ``detail`` is shown to the client: no secrets."""
 
@@ -65,6 +88,10 @@ class ProxyError(Exception):
     @property
     def title(self) -> str:
         return TITLES[self.code]
+
+    @property
+    def who(self) -> Who:
+        return WHO[self.code]
 
 
 def build_error_body(error: ProxyError, request_id: str) -> bytes:

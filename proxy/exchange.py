@@ -6,7 +6,10 @@ instead of a handful of keys scattered over the request.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from proxy.errors import Who
 
 RetryReason = Literal["401", "429", "transient"]
 
@@ -27,6 +30,7 @@ class Exchange:
         "started",
         "target",
         "upstream_seconds",
+        "who",
     )
 
     def __init__(self, request_id: str, started: float) -> None:
@@ -43,6 +47,7 @@ class Exchange:
         self.criteo_trace_id: str | None = None
         self.error_body: bytes | None = None  # a small JSON error answer, for the console
         self.proxy_error: str | None = None  # the proxy's own error code, if it answered
+        self.who: Who | None = None  # whose side the proxy's own error is on (DESIGN 1)
         self.reserved = False  # answered by a /_proxy/ route (not forwarded)
 
     def add_upstream_seconds(self, seconds: float) -> None:

@@ -2,7 +2,9 @@
 
 The address is the one ``run`` would listen on (from the config and flags), or
 ``--url``; a Unix socket is supported. With inbound keys configured, the first
-key is sent as X-Proxy-Key.
+key is sent as X-Proxy-Key, to that address only: a redirect is never followed.
+Whatever answers there is not trusted to be the proxy: its answers are read
+bounded, and every word of it that ends up in a message is escaped.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ from yarl import URL
 
 from proxy.config.addresses import parse_url
 from proxy.config.schema import Config, ListenConfig
+from proxy.observability.logs import escape_unprintable
 
 _TIMEOUT_SECONDS = 5.0
 _LAST_REQUESTS = 20
+# The proxy's answers are far smaller (one of /_proxy/requests stops at 1 MiB).
+_MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 class StatusUnavailable(Exception):
-    """Nothing usable answered: one line, saying where and why."""
+    """Nothing usable answered: one line, saying where and why (escaped: the reason may
+    quote the server, and a terminal must see no control character of its)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(escape_unprintable(message))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,20 +82,43 @@ async def fetch_status(target: StatusTarget) -> StatusReport:
         connector=connector, timeout=timeout, headers=headers, trust_env=False
     ) as session:
         status = await _get_json(session, target, "/_proxy/status")
-        page = await _get_json(session, target, "/_proxy/requests")
+        if not isinstance(status, dict):
+            raise StatusUnavailable(f"{target.shown} answered, but not with criteo-proxy's status")
+        # An answer of /_proxy/requests stops at a byte bound, oldest first: ask for the
+        # last few by their seq.
+        after = max(0, _last_seq(status) - _LAST_REQUESTS)
+        page = await _get_json(session, target, f"/_proxy/requests?after={after}")
     requests = page.get("requests") if isinstance(page, dict) else None
-    if not isinstance(status, dict) or not isinstance(requests, list):
+    if not isinstance(requests, list):
         raise StatusUnavailable(f"{target.shown} answered, but not with criteo-proxy's status")
     return StatusReport(status, [r for r in requests[-_LAST_REQUESTS:] if isinstance(r, dict)])
+
+
+def _last_seq(status: dict[str, object]) -> int:
+    console = status.get("console")
+    seq = console.get("last_seq") if isinstance(console, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
 
 
 async def _get_json(session: aiohttp.ClientSession, target: StatusTarget, path: str) -> object:
     url = URL(target.base_url + path)
     try:
-        async with session.get(url) as response:
-            body = await response.read()
+        # Never a redirect: it would carry X-Proxy-Key to wherever it points.
+        async with session.get(url, allow_redirects=False) as response:
+            body = await _read_bounded(response.content, _MAX_ANSWER_BYTES + 1)
+            if 300 <= response.status < 400:
+                raise StatusUnavailable(
+                    f"{target.shown} answered {response.status}, a redirect: not followed "
+                    "(the inbound key goes to the address given only; give --url the "
+                    "proxy's own address)"
+                )
             if response.status != 200:
                 raise StatusUnavailable(_refusal(target, response.status, body))
+            if len(body) > _MAX_ANSWER_BYTES:
+                raise StatusUnavailable(
+                    f"{target.shown}{path} answered more than {_MAX_ANSWER_BYTES} bytes: "
+                    "not criteo-proxy's console"
+                )
     except aiohttp.ClientError as exc:
         raise StatusUnavailable(
             f"nothing answers at {target.shown} ({type(exc).__name__}): is criteo-proxy "
@@ -98,15 +130,27 @@ async def _get_json(session: aiohttp.ClientSession, target: StatusTarget, path: 
         ) from exc
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise StatusUnavailable(f"{target.shown}{path} did not answer JSON") from exc
+
+
+async def _read_bounded(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit_bytes:
+        chunk = await content.read(limit_bytes - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _refusal(target: StatusTarget, status: int, body: bytes) -> str:
     try:
         error = json.loads(body)["errors"][0]
-        reason = f"{error['code']}: {error['detail']}"
-    except (ValueError, KeyError, IndexError, TypeError):
+        reason = f"{error['code']}: {error['detail']}"[:500]
+    except (ValueError, RecursionError, KeyError, IndexError, TypeError):
         reason = "not criteo-proxy's console?"
     if status == 404:
         reason += " (is console.enabled false there?)"

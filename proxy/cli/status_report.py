@@ -25,20 +25,26 @@ def _cell(value: object) -> str:
     return escape_unprintable(str(value))
 
 
+def _dicts(value: object) -> list[dict[str, object]]:
+    """The objects of a list the server sent (anything else: none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def render_report(report: StatusReport) -> list[str]:
+    """Every string of the report is the server's: each goes through _cell, escaped."""
     status = report.status
     lines = [
-        f"criteo-proxy {status.get('version')}, up {status.get('uptime_seconds')} s, "
-        f"upstream {status.get('upstream')}",
+        f"criteo-proxy {_cell(status.get('version'))}, up {_cell(status.get('uptime_seconds'))} s, "
+        f"upstream {_cell(status.get('upstream'))}",
     ]
-    profiles = status.get("profiles")
-    for profile in profiles if isinstance(profiles, list) else []:
-        if not isinstance(profile, dict):
-            continue
+    for profile in _dicts(status.get("profiles")):
         token = profile.get("token")
         if not isinstance(token, dict):
             token = {}
-        lines += ["", f"profile {profile.get('name')} on {profile.get('listen') or '-'}"]
+        lines += [
+            "",
+            f"profile {_cell(profile.get('name'))} on {_cell(profile.get('listen') or '-')}",
+        ]
         lines += render_table(
             ["token", "grant type", "client id", "expires in s", "back-off s", "last error"],
             [
@@ -66,7 +72,7 @@ def render_report(report: StatusReport) -> list[str]:
                     ]
                 ],
             )
-        windows = [w for w in profile.get("rate_limits") or [] if isinstance(w, dict)]
+        windows = _dicts(profile.get("rate_limits"))
         if windows:
             lines.append("")
             lines += render_table(
@@ -90,7 +96,7 @@ def render_report(report: StatusReport) -> list[str]:
                     for w in windows
                 ],
             )
-        versions = [v for v in profile.get("versions") or [] if isinstance(v, dict)]
+        versions = _dicts(profile.get("versions"))
         if versions:
             lines.append("")
             lines += render_table(

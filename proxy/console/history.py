@@ -1,7 +1,8 @@
 """The console's memory: a bounded ring of request records. Pure data, no I/O.
 
 Bounded twice: at most ``console.history`` records, and at most
-``MAX_HISTORY_BYTES`` of paths and error bodies together; the oldest go first.
+``MAX_HISTORY_BYTES`` of paths and error bodies together (UTF-8 bytes, as they
+sit in memory and go out: never characters); the oldest go first.
 Records hold nothing secret by construction: paths arrive with secret-looking
 query values masked, and error bodies are Criteo's answers (the caller scrubs
 the access token from them).
@@ -13,6 +14,8 @@ import collections
 import time
 from typing import Final, NamedTuple
 
+from proxy.console.advice import build_advice
+from proxy.errors import Who
 from proxy.exchange import Exchange, RetryReason
 from proxy.observability.access_log import redact_query
 
@@ -38,10 +41,17 @@ class RequestRecord(NamedTuple):
     criteo_trace_id: str | None
     proxy_error: str | None
     error_body: str | None
+    who: Who | None  # whose side a failure (400 or more) is on
+    advice: str | None  # what to do next, in one sentence
 
     @property
     def size_bytes(self) -> int:
-        return _RECORD_OVERHEAD_BYTES + len(self.path) + len(self.error_body or "")
+        return (
+            _RECORD_OVERHEAD_BYTES
+            + utf8_size(self.path)
+            + utf8_size(self.error_body or "")
+            + utf8_size(self.advice or "")
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -59,6 +69,8 @@ class RequestRecord(NamedTuple):
             "criteo_trace_id": self.criteo_trace_id,
             "proxy_error": self.proxy_error,
             "error_body": self.error_body,
+            "who": self.who,
+            "advice": self.advice,
         }
 
 
@@ -103,6 +115,11 @@ class History:
         return len(self._records)
 
 
+def utf8_size(text: str) -> int:
+    """TEXT's size in UTF-8: a character of an error body may take four bytes."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", errors="replace"))
+
+
 def format_utc(epoch_seconds: float) -> str:
     """ISO 8601 in UTC with milliseconds: ``2026-12-02T09:12:03.481Z``."""
     whole = int(epoch_seconds)
@@ -121,9 +138,11 @@ def build_record(
     duration_seconds: float,
     keep_error_body: bool,
     scrub: str | None,
+    quote_detail: bool = True,
 ) -> RequestRecord:
     """EXCHANGE as the console keeps it: query values masked, SCRUB (the access token in
-    use) never kept, error bodies only when asked and only for answers that failed."""
+    use) never kept, error bodies only when asked and only for answers that failed; from
+    400, whose side it is on and what to do (quoting Criteo's detail if QUOTE_DETAIL)."""
     error_body = None
     body = exchange.error_body
     if keep_error_body and body is not None and status >= 400:
@@ -131,6 +150,9 @@ def build_record(
         if scrub:
             error_body = error_body.replace(scrub, "***")
     upstream = exchange.upstream_seconds
+    advice = build_advice(
+        status, method, exchange, raw_path, quote_detail=quote_detail, scrub=scrub
+    )
     return RequestRecord(
         seq=history.next_seq(),
         time=time.time(),
@@ -146,4 +168,6 @@ def build_record(
         criteo_trace_id=exchange.criteo_trace_id,
         proxy_error=exchange.proxy_error,
         error_body=error_body,
+        who=None if advice is None else advice.who,
+        advice=None if advice is None else advice.advice,
     )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.console.history import RequestRecord
 from proxy.console.status import build_status
 from proxy.errors import ProxyError
 
@@ -30,6 +31,8 @@ CONSOLE_ROUTES: Final = CONSOLE_PAGES | {
     "/_proxy/requests",
     "/_proxy/static/{name}",
 }
+# What the page fetches once a second: logged at DEBUG when answered (DESIGN 8).
+POLLED_ROUTES: Final = frozenset({"/_proxy/status", "/_proxy/requests"})
 CONSOLE_KEY_PARAMETER: Final = "key"
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
@@ -43,12 +46,26 @@ _ASSETS: Final = {
     "favicon.svg": "image/svg+xml",
 }
 _PAGE: Final = "console.html"
+_MAX_NUMBER_DIGITS: Final = 18  # within a 64-bit integer
+# One answer of /_proxy/requests stops before it would pass this: JSON escapes make a
+# record up to six times its size in memory (a control character is \u0001), so every
+# record at once could be many times the history's own bound. The client asks again
+# with after= (the console does until it has status.console.last_seq).
+MAX_ANSWER_BYTES: Final = 1024 * 1024
 
 
 def is_console_route(request: web.Request) -> bool:
     """Whether the console's routes answer REQUEST (its error answers carry its headers)."""
     resource = request.match_info.route.resource
     return resource is not None and resource.canonical in CONSOLE_ROUTES
+
+
+def is_answered_poll(request: web.Request, status: int) -> bool:
+    """Whether REQUEST is the console's polling, answered (refused ones are not)."""
+    if status >= 400:
+        return False
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in POLLED_ROUTES
 
 
 def _read_asset(name: str) -> bytes:
@@ -113,7 +130,11 @@ def add_console_routes(
         after = _whole_number(request, "after", 0)
         limit = _whole_number(request, "limit", process.history.max_records)
         records = process.history.after(after, limit)
-        return _json({"requests": [record.to_json() for record in records]})
+        return web.Response(
+            body=_bounded_requests_answer(records),
+            content_type="application/json",
+            headers=SECURITY_HEADERS,
+        )
 
     for path in ("/_proxy/", "/_proxy/console"):
         add_route("GET", path, console_page)
@@ -122,11 +143,27 @@ def add_console_routes(
     add_route("GET", "/_proxy/requests", requests)
 
 
+def _bounded_requests_answer(records: list[RequestRecord]) -> bytes:
+    """``{"requests":[...]}`` of the oldest RECORDS that fit in MAX_ANSWER_BYTES (at
+    least one: a single record is far below it)."""
+    parts: list[bytes] = []
+    size = len(b'{"requests":[]}')
+    for record in records:
+        part = json.dumps(record.to_json(), separators=(",", ":")).encode()
+        size += len(part) + 1
+        if parts and size > MAX_ANSWER_BYTES:
+            break
+        parts.append(part)
+    return b'{"requests":[' + b",".join(parts) + b"]}"
+
+
 def _whole_number(request: web.Request, name: str, default: int) -> int:
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or len(text) > 18:
+    # ASCII digits only: str.isdigit() takes "²" (which int() refuses) and int() takes
+    # Arabic-Indic digits or "1_000"; bounded, so that int() never parses a huge string.
+    if not (0 < len(text) <= _MAX_NUMBER_DIGITS and text.isascii() and text.isdigit()):
         raise ProxyError(
             400, "bad_request", f"{name}: expected a whole number of 0 or more, got {text[:40]!r}"
         )

@@ -91,6 +91,7 @@ def _token_status(profile: ProfileState) -> dict[str, object]:
         "state": "none",
         "expires_in_seconds": None,
         "last_error": None,
+        "recent_errors": [],
         "backoff_seconds": 0.0,
         "fetched_at": None,
         "token_store": None,
@@ -106,6 +107,10 @@ def _token_status(profile: ProfileState) -> dict[str, object]:
         if status.expires_in_seconds is None
         else round(status.expires_in_seconds),
         last_error=status.last_error,
+        recent_errors=[
+            {"time": format_utc(recent.time), "error": recent.error}
+            for recent in status.recent_errors
+        ],
         backoff_seconds=round(status.backoff_seconds, 1),
         fetched_at=None if status.fetched_at is None else format_utc(status.fetched_at),
     )

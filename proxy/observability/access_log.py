@@ -38,10 +38,13 @@ def log_access(
     retried: RetryReason | None,
     request_id: str,
     profile: str | None = None,
+    debug: bool = False,
 ) -> None:
-    """One line per request, written after the answer (with PROFILE when profiles are set)."""
-    sink = logs.line_writer
-    if sink is None and not access_log.isEnabledFor(logging.INFO):
+    """One line per request, written after the answer (with PROFILE when profiles are set);
+    at DEBUG instead of INFO when DEBUG (the console's polling, once a second)."""
+    level = logging.DEBUG if debug else logging.INFO
+    sink = None if debug else logs.line_writer  # the fast way writes INFO lines only
+    if sink is None and not access_log.isEnabledFor(level):
         return
     path = redact_query(path_and_query)
     upstream_ms = None if upstream_seconds is None else round(upstream_seconds * 1000, 1)
@@ -72,4 +75,4 @@ def log_access(
     if sink is not None:
         sink.write(message, fields)
     else:
-        access_log.info("%s", message, extra={"fields": fields})
+        access_log.log(level, "%s", message, extra={"fields": fields})

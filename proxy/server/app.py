@@ -14,7 +14,12 @@ from aiohttp.typedefs import Handler
 
 from proxy.config.schema import DEFAULT_PROFILE, Config
 from proxy.console.history import build_record
-from proxy.console.routes import SECURITY_HEADERS, add_console_routes, is_console_route
+from proxy.console.routes import (
+    SECURITY_HEADERS,
+    add_console_routes,
+    is_answered_poll,
+    is_console_route,
+)
 from proxy.errors import ERROR_HEADER, ProxyError, build_error_body
 from proxy.exchange import Exchange
 from proxy.forwarding.forwarder import is_oauth_path
@@ -110,7 +115,8 @@ def build_request_context(
 
     def finish(request: web.Request, exchange: Exchange, status: int) -> None:
         if access_log_enabled:
-            _log_access(request, exchange, status, log_profile)
+            quiet = exchange.reserved and is_answered_poll(request, status)
+            _log_access(request, exchange, status, log_profile, debug=quiet)
         if history.max_records and (not exchange.reserved or exchange.proxy_error):
             tokens = profile.tokens
             token = tokens.cached_token() if tokens is not None else None
@@ -125,6 +131,7 @@ def build_request_context(
                     duration_seconds=time.perf_counter() - exchange.started,
                     keep_error_body=keep_error_bodies and not is_oauth_path(exchange.target),
                     scrub=None if token is None else token.access_token,
+                    quote_detail=keep_error_bodies,
                 )
             )
 
@@ -146,6 +153,7 @@ def build_request_context(
                 if console_enabled and is_console_route(request):
                     response.headers.update(SECURITY_HEADERS)
                 exchange.proxy_error = exc.code
+                exchange.who = exc.who
                 exchange.error_body = response.body if isinstance(response.body, bytes) else None
             except web.HTTPException as exc:  # aiohttp's own answer (417 to an Expect)
                 if exchange.cors_origin is not None:
@@ -190,7 +198,9 @@ def error_response(error: ProxyError, request_id: str) -> web.Response:
     )
 
 
-def _log_access(request: web.Request, exchange: Exchange, status: int, profile: str | None) -> None:
+def _log_access(
+    request: web.Request, exchange: Exchange, status: int, profile: str | None, *, debug: bool
+) -> None:
     log_access(
         method=request.method,
         path_and_query=request.raw_path,
@@ -201,6 +211,7 @@ def _log_access(request: web.Request, exchange: Exchange, status: int, profile: 
         retried=exchange.retried,
         request_id=exchange.request_id,
         profile=profile,
+        debug=debug,
     )
 
 

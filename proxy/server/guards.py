@@ -289,11 +289,13 @@ def admit(policy: GuardPolicy, request: web.Request, exchange: Exchange) -> web.
         and not policy.has_valid_proxy_key(request.headers.get(PROXY_KEY_HEADER))
         and not has_console_access(policy, request, route_path)
     ):
-        raise ProxyError(
-            401,
-            "proxy_key_required",
-            f"send a valid {PROXY_KEY_HEADER} header (one of security.api_keys)",
-        )
+        detail = f"send a valid {PROXY_KEY_HEADER} header (one of security.api_keys)"
+        if route_path in CONSOLE_ROUTES:  # a browser cannot send the header: say how else
+            detail += (
+                f"; in a browser, open /_proxy/?{CONSOLE_KEY_PARAMETER}=<that key> once "
+                "(a restart of the proxy ends the console's sessions)"
+            )
+        raise ProxyError(401, "proxy_key_required", detail)
     check_method_and_path(
         policy, request.method, request.path, exchange.target, reserved=exchange.reserved
     )

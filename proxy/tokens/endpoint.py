@@ -84,7 +84,10 @@ class TokenEndpoint:
             error.oauth_error = oauth_error or None
             raise error
         raise self._error(
-            502, "token_endpoint_unavailable", f"POST {self.shown_url} answered {status}"
+            502,
+            "token_endpoint_unavailable",
+            f"POST {self.shown_url} answered {status}",
+            endpoint_answered=True,
         )
 
     def _parse_token(self, answer: dict[str, object] | None, sent_at: float) -> Token:
@@ -118,14 +121,17 @@ class TokenEndpoint:
             502,
             "token_endpoint_unavailable",
             f"POST {self.shown_url} gave a malformed answer: {why}",
+            endpoint_answered=True,
         )
 
-    def _error(self, status: int, code: ErrorCode, detail: str) -> TokenError:
+    def _error(
+        self, status: int, code: ErrorCode, detail: str, *, endpoint_answered: bool = False
+    ) -> TokenError:
         # The endpoint's own words end up in detail: never let them echo a secret back.
         for secret in self._grant.secrets():
             if secret:
                 detail = detail.replace(secret, "***")
-        return TokenError(status, code, detail)
+        return TokenError(status, code, detail, endpoint_answered=endpoint_answered)
 
 
 async def read_bounded(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:

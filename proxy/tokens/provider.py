@@ -18,6 +18,7 @@ from cachetools import TLRUCache
 from proxy.coordination.outcomes import Unavailable
 from proxy.tokens.endpoint import TokenEndpoint
 from proxy.tokens.fleet import FleetTokens
+from proxy.tokens.recent_errors import RecentErrors
 from proxy.tokens.token import Clock, Grant, Token, TokenError, TokenState, TokenStatus
 
 log = logging.getLogger("criteo_proxy.tokens")
@@ -65,6 +66,7 @@ class TokenProvider:
         self._current: Token | None = None
         self._inflight: asyncio.Task[Token | TokenError] | None = None
         self._last_error: TokenError | None = None
+        self._recent_errors = RecentErrors()
         self._failures = 0
         self._retry_at = 0.0
         self.fetched_at: float | None = None  # epoch seconds of the last token obtained
@@ -97,6 +99,7 @@ class TokenProvider:
             last_error=None if self._last_error is None else self._last_error.detail,
             backoff_seconds=self.backoff_remaining_seconds(),
             fetched_at=self.fetched_at,
+            recent_errors=self._recent_errors.newest_first(),
         )
 
     def cached_token(self) -> Token | None:
@@ -204,6 +207,7 @@ class TokenProvider:
             delay = min(_BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), _BACKOFF_MAX_SECONDS)
             self._retry_at = self._clock() + delay
             self._last_error = exc
+            self._recent_errors.note(exc.detail)
             if self._on_fetch is not None:
                 self._on_fetch(False)
             log.warning("token request failed (next attempt in %.0f s): %s", delay, exc.detail)

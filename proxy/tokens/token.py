@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from proxy.errors import ErrorCode, ProxyError
+from proxy.errors import WHO, ErrorCode, ProxyError, Who
+from proxy.tokens.recent_errors import RecentError
 
 Clock = Callable[[], float]  # seconds, monotonic: token lifetimes are measured on it
 
@@ -16,13 +17,32 @@ class TokenError(ProxyError):
     """The token endpoint refused us or could not be reached; detail is safe to show."""
 
     def __init__(
-        self, status: int, code: ErrorCode, detail: str, *, oauth_error: str | None = None
+        self,
+        status: int,
+        code: ErrorCode,
+        detail: str,
+        *,
+        oauth_error: str | None = None,
+        endpoint_answered: bool = False,
     ) -> None:
         super().__init__(status, code, detail)
         self.oauth_error = oauth_error  # the endpoint's OAuth "error", when it gave one
+        self.endpoint_answered = endpoint_answered  # with a 5xx or nonsense: not the network
+
+    @property
+    def who(self) -> Who:
+        if self.code == "token_endpoint_unavailable" and self.endpoint_answered:
+            return "criteo"
+        return WHO[self.code]
 
     def copy(self) -> TokenError:
-        return TokenError(self.status, self.code, self.detail, oauth_error=self.oauth_error)
+        return TokenError(
+            self.status,
+            self.code,
+            self.detail,
+            oauth_error=self.oauth_error,
+            endpoint_answered=self.endpoint_answered,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +68,7 @@ class TokenStatus:
     last_error: str | None
     backoff_seconds: float
     fetched_at: float | None  # epoch seconds
+    recent_errors: tuple[RecentError, ...] = ()  # newest first
 
 
 # Sends one form to the token endpoint: the token, or a TokenError.

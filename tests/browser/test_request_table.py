@@ -96,7 +96,7 @@ async def test_filters_and_search_narrow_the_table_and_a_failed_row_gives_criteo
     body = json.loads(await page.locator("#detail-body").inner_text())
     assert body["errors"][0]["code"] == "resource-not-found"
     trace_id = body["errors"][0]["traceId"]
-    await expect(row_with_path(page, NOT_FOUND_PATH).locator("td").nth(10)).to_have_text(trace_id)
+    await expect(row_with_path(page, NOT_FOUND_PATH).locator("td.trace-id")).to_have_text(trace_id)
     await expect(row_with_path(page, NOT_FOUND_PATH)).to_have_class("selected")
     command = await page.locator("#detail-curl").inner_text()
     assert command == f"curl '{proxy.url}{NOT_FOUND_PATH}'"

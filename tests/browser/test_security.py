@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,9 +109,9 @@ async def test_paths_error_bodies_and_ids_holding_markup_are_shown_as_text_never
     await expect(page.locator(ROWS)).to_have_count(2, timeout=LIVE_MS)
     raw_row = row_with_path(page, RAW_XSS_PATH)
     await expect(raw_row.locator("td.path")).to_have_text(RAW_XSS_PATH)  # literally
-    await expect(raw_row.locator("td").nth(10)).to_have_text(TRACE_ID_XSS)
+    await expect(raw_row.locator("td.trace-id")).to_have_text(TRACE_ID_XSS)
     encoded_row = row_with_path(page, ENCODED_XSS_PATH)
-    await expect(encoded_row.locator("td").nth(9)).to_have_text(REQUEST_ID_XSS)
+    await expect(encoded_row.locator("td.request-id")).to_have_text(REQUEST_ID_XSS)
 
     await encoded_row.click()
     detail = page.locator("#detail")
@@ -370,3 +371,21 @@ async def test_with_inbound_keys_the_console_takes_the_key_once_and_keeps_a_stri
     assert PROXY_KEY not in kept
     assert "k-wrong" not in kept  # the refused page load is kept with its key masked
     assert "/_proxy/?key=***" in kept
+
+
+async def test_a_console_whose_session_ended_says_to_open_it_with_the_key_again(
+    tab: Tab, context: BrowserContext, keyed_proxy: CliServer
+) -> None:
+    """A restart of the proxy ends the sessions; the page says how to get a new one."""
+    page, expect = tab.page, async_api.expect
+    response = await page.goto(keyed_proxy.url + f"/_proxy/?key={PROXY_KEY}")
+    assert response is not None
+    assert response.status == 200
+    await expect(page.locator("#live")).to_contain_text("live", timeout=LIVE_MS)
+
+    await context.clear_cookies()  # as a restarted proxy forgets the session
+
+    live = page.locator("#live")
+    await expect(live).to_contain_text("/_proxy/?key=", timeout=LIVE_MS)
+    await expect(live).to_have_class(re.compile(r"\bdown\b"))
+    assert PROXY_KEY not in await live.inner_text()

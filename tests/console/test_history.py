@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.console.history import History, RequestRecord, build_record
+from proxy.console.routes import MAX_ANSWER_BYTES
 from proxy.exchange import Exchange
 from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import StartProxy
@@ -37,6 +38,8 @@ RECORD_FIELDS = {
     "criteo_trace_id",
     "proxy_error",
     "error_body",
+    "who",
+    "advice",
 }
 
 
@@ -87,6 +90,8 @@ async def test_a_forwarded_request_is_recorded_with_every_field(
     assert record["criteo_trace_id"] is None
     assert record["proxy_error"] is None
     assert record["error_body"] is None
+    assert record["who"] is None
+    assert record["advice"] is None
 
 
 async def test_seq_grows_by_one_and_after_returns_only_newer_ones_oldest_first(
@@ -111,6 +116,32 @@ async def test_a_bad_after_or_limit_is_a_400_in_the_envelope(
     assert resp.headers["X-Criteo-Proxy-Error"] == "bad_request"
     (error,) = (await resp.json())["errors"]
     assert error["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?after=\u00b2",  # superscript two: str.isdigit() says yes, int() says no
+        "?limit=\u00b2",
+        "?after=\u0661",  # Arabic-Indic one: int() would take it for 1
+        "?limit=\uff13",  # fullwidth three
+        "?after=%C2%B2",
+        "?after=+1",
+        "?after=%201",
+        "?limit=1_000",
+        "?after=",
+        "?limit=" + "0" * 19,
+    ],
+)
+async def test_only_ascii_digits_of_bounded_length_are_a_number_anything_else_a_400(
+    proxy: TestClient[Any, Any], query: str
+) -> None:
+    resp = await proxy.get(f"/_proxy/requests{query}")
+    assert resp.status == 400, query
+    assert resp.headers["X-Criteo-Proxy-Error"] == "bad_request"
+    (error,) = (await resp.json())["errors"]
+    assert error["code"] == "bad_request"
+    assert (await proxy.get("/_proxy/status")).status == 200  # and the proxy serves on
 
 
 async def test_a_401_retried_request_says_so(
@@ -291,6 +322,67 @@ def test_the_history_is_bounded_in_bytes_too() -> None:
     assert 1 <= len(kept) <= 2
     assert sum(r.size_bytes for r in kept) <= 20_000
     assert kept[-1].seq == 10
+
+
+def test_the_byte_bound_counts_utf8_bytes_not_characters() -> None:
+    """Criteo's error body of 4-byte characters is 4 times its length in memory."""
+    history = History(1000, max_bytes=20_000)
+    exchange = Exchange("id", 0.0)
+    exchange.error_body = ("\U0001f600" * 2000).encode()  # 8,000 bytes, 2,000 characters
+    for _ in range(10):
+        history.append(
+            build_record(
+                history,
+                profile="default",
+                method="GET",
+                raw_path="/2025-10/\u00e9t\u00e9",
+                status=500,
+                exchange=exchange,
+                duration_seconds=0.001,
+                keep_error_body=True,
+                scrub=None,
+            )
+        )
+    kept = history.after(0)
+    utf8 = sum(len(r.path.encode()) + len((r.error_body or "").encode()) for r in kept)
+    assert utf8 <= 20_000
+    assert len(kept) == 2
+    assert sum(r.size_bytes for r in kept) <= 20_000
+
+
+async def test_each_requests_answer_is_bounded_in_bytes_and_after_pages_through_all(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    """Control characters in an error body take 6 bytes each in JSON: an answer of every
+    record could be many times the history's own bound; it stops before its own."""
+
+    async def escapes(request: web.Request) -> web.Response:
+        return web.Response(
+            status=500, body=b"\x01" * 8000, headers={"Content-Type": "application/json"}
+        )
+
+    criteo.handlers["/2025-10/escapes"] = escapes
+    sent = 60
+    for _ in range(sent):
+        assert (await proxy.get("/2025-10/escapes")).status == 500
+
+    seen: list[int] = []
+    answers = 0
+    while True:
+        resp = await proxy.get(f"/_proxy/requests?after={seen[-1] if seen else 0}")
+        assert resp.status == 200
+        body = await resp.read()
+        assert len(body) <= MAX_ANSWER_BYTES
+        page = json.loads(body)["requests"]
+        if not page:
+            break
+        answers += 1
+        assert all(len(r["error_body"]) == 8000 for r in page)
+        seen += [r["seq"] for r in page]
+    assert seen == list(range(1, sent + 1))
+    assert answers > 1
+    # limit still applies within the bound
+    assert len(await requests_of(proxy, "?limit=2")) == 2
 
 
 def test_an_error_body_never_keeps_the_access_token_in_use() -> None:

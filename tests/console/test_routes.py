@@ -156,6 +156,24 @@ async def test_with_inbound_keys_the_console_needs_the_key_or_its_session_cookie
     assert keyed.status == 401
 
 
+async def test_a_console_path_refused_for_want_of_a_session_says_how_to_open_one(
+    start_proxy: StartProxy,
+) -> None:
+    """A stale cookie (the proxy restarted) is told about ?key=, not only X-Proxy-Key."""
+    proxy = await start_proxy(security={"api_keys": ["k-console-1"]})
+    stale = {"Cookie": "criteo_proxy_console_default=from-before-the-restart"}
+    for path in ("/_proxy/", "/_proxy/status", "/_proxy/requests"):
+        resp = await proxy.get(path, headers=stale)
+        assert resp.status == 401
+        (error,) = (await resp.json())["errors"]
+        assert "/_proxy/?key=" in error["detail"], error["detail"]
+        assert "X-Proxy-Key" in error["detail"]
+        assert "k-console-1" not in error["detail"]
+    forwarded = await proxy.get("/2025-10/echo/x", headers=stale)
+    (error,) = (await forwarded.json())["errors"]
+    assert "?key=" not in error["detail"]  # a forwarded path has no session to open
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "status"),
     [

@@ -9,11 +9,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests.conftest import StartProxy, assert_one_line_error, clean_env, run_cli
 from tests.console.conftest import status_of
+
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def free_port() -> int:
@@ -82,6 +85,59 @@ async def test_status_says_backing_off_with_the_endpoints_words_and_no_secret(
     assert "wrong-secret-77" not in json.dumps(token)
 
 
+async def test_recent_token_errors_keep_the_helpful_first_one_newest_first_at_most_five(
+    start_proxy: StartProxy, criteo: FakeCriteo, clock: Any
+) -> None:
+    proxy = await start_proxy(credentials={"client_secret": "wrong-secret-78"}, clock=clock)
+
+    async def fail_once() -> list[dict[str, str]]:
+        assert (await proxy.get("/2025-10/advertisers/me")).status == 502
+        clock.advance(60)  # past the back-off: the next request asks the endpoint again
+        recent: list[dict[str, str]] = (await status_of(proxy))["profiles"][0]["token"][
+            "recent_errors"
+        ]
+        return recent
+
+    [first] = await fail_once()
+    assert ISO_UTC.fullmatch(first["time"])
+    assert "invalid_client" in first["error"]
+    assert "CRITEO_CLIENT_SECRET" in first["error"]  # the helpful hint
+
+    criteo.token_failure_status = 503
+    recent = await fail_once()
+    assert [("invalid_client" in e["error"], "503" in e["error"]) for e in recent] == [
+        (False, True),
+        (True, False),
+    ]
+    token = (await status_of(proxy))["profiles"][0]["token"]
+    assert "503" in token["last_error"]  # last_error is the last one; the first is kept too
+
+    criteo.token_failure_status = None
+    recent = await fail_once()  # the same text again: moved to the front, not repeated
+    assert len(recent) == 2
+    assert "invalid_client" in recent[0]["error"]
+    assert recent[0]["time"] >= recent[1]["time"]
+
+    for status in (500, 502, 504, 520, 521):
+        criteo.token_failure_status = status
+        recent = await fail_once()
+    assert [e["error"].split(" answered ")[1] for e in recent] == [
+        "521",
+        "520",
+        "504",
+        "502",
+        "500",
+    ]
+    assert "wrong-secret-78" not in json.dumps(recent)
+
+
+async def test_recent_token_errors_are_empty_while_the_token_is_fine(
+    proxy: TestClient[Any, Any],
+) -> None:
+    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await status_of(proxy))["profiles"][0]["token"]["recent_errors"] == []
+
+
 # --- criteo-proxy status ----------------------------------------------------------------------
 
 
@@ -142,4 +198,32 @@ async def test_status_command_says_when_the_key_is_missing(
     server, _ = keyed_cli_proxy
     result = await run_cli("status", "--url", server.url, env=clean_env())
     assert_one_line_error(result, 1, "401", "proxy_key_required")
+    assert await server.stop() == 0
+
+
+async def test_status_command_shows_the_last_requests_when_the_history_exceeds_one_answer(
+    criteo: FakeCriteo, criteo_url: str, start_cli_server: Any
+) -> None:
+    """An answer of /_proxy/requests stops at its byte bound, oldest first: the command
+    asks for the last ones by seq."""
+
+    async def escapes(request: web.Request) -> web.Response:
+        # 48,000 bytes of JSON each: the 60 take three answers
+        return web.Response(
+            status=500, body=b"\x01" * 8000, headers={"Content-Type": "application/json"}
+        )
+
+    criteo.handlers["/2025-10/escapes"] = escapes
+    env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
+    server = await start_cli_server("--upstream", criteo_url, "--port", "0", env=env)
+    async with aiohttp.ClientSession() as http:
+        for i in range(60):
+            headers = {"X-Request-Id": f"big-{i:02d}"}
+            async with http.get(server.url + "/2025-10/escapes", headers=headers) as resp:
+                assert resp.status == 500
+
+    result = await run_cli("status", "--url", server.url, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    shown = re.findall(r"big-\d\d", result.stdout)
+    assert shown == [f"big-{i:02d}" for i in range(40, 60)]
     assert await server.stop() == 0

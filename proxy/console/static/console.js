@@ -19,6 +19,7 @@ const state = {
   selected: null, // seq of the request shown in the detail panel
   timer: null,
   polling: false, // a poll is in flight: never start a second one (both would show new rows)
+  loaded: false, // the request list has been answered once: "no requests yet" may be true
   failures: 0,
 };
 
@@ -109,7 +110,7 @@ function renderToken(token, elapsed) {
     ...row("client id", token.client_id),
     ...row("seconds left", left === null ? "–" : seconds(left)),
     ...row("fetched", localTime(token.fetched_at)),
-    ...row("last error", token.last_error ? el("span", { className: "error-text" }, token.last_error) : "none"),
+    ...row("recent errors", renderRecentErrors(token)),
     ...row("back-off left", backoff > 0 ? seconds(backoff) : "–"),
   ];
   if (token.grant_type === "authorization_code") {
@@ -117,6 +118,17 @@ function renderToken(token, elapsed) {
     items.push(...row("refresh token stored", localTime(token.refresh_token_stored_at)));
   }
   return el("dl", { className: "grid token" }, ...items);
+}
+
+// The last five distinct token errors, newest first: the helpful first one (check
+// CRITEO_CLIENT_SECRET) stays in sight when a timeout follows it.
+function renderRecentErrors(token) {
+  const recent = token.recent_errors || [];
+  if (!recent.length) return token.last_error ? el("span", { className: "error-text" }, token.last_error) : "none";
+  const items = recent.map((e) =>
+    el("li", null, el("span", { className: "muted", title: e.time }, localTime(e.time)), " ", el("span", { className: "error-text" }, e.error)),
+  );
+  return el("ol", { className: "recent-errors" }, ...items);
 }
 
 function renderRateLimits(windows, elapsed) {
@@ -155,7 +167,7 @@ function versionMark(v) {
 
 function renderVersions(versions) {
   if (!versions.length) return el("p", { className: "empty" }, "No versioned path seen yet.");
-  const head = el("tr", null, ...["version", "requests", ""].map((h) => el("th", null, h)));
+  const head = el("tr", null, el("th", null, "version"), el("th", { className: "num" }, "requests"), el("th", null, ""));
   const rows = versions.map((v) =>
     el(
       "tr",
@@ -179,7 +191,7 @@ function matches(r) {
   if (c === "failed" && !isFailed(r)) return false;
   if (c !== "all" && c !== "failed" && String(r.status)[0] !== c) return false;
   if (!state.search) return true;
-  const haystack = [r.method, r.path, r.status, r.request_id, r.criteo_trace_id, r.proxy_error, r.profile, r.retried, r.error_body]
+  const haystack = [r.method, r.path, r.status, r.request_id, r.criteo_trace_id, r.proxy_error, r.profile, r.retried, r.who, r.advice, r.error_body]
     .filter((v) => v !== null && v !== undefined)
     .join(" ")
     .toLowerCase();
@@ -196,21 +208,27 @@ function renderRequests() {
       el("td", { className: "col-profile" }, r.profile),
       el("td", null, r.method),
       el("td", { className: "path" }, r.path),
-      el("td", { className: `status-${String(r.status)[0]}` }, String(r.status)),
-      el("td", { className: "num" }, ms(r.duration_ms)),
-      el("td", { className: "num" }, ms(r.upstream_ms)),
+      el("td", { className: `status status-${String(r.status)[0]}` }, String(r.status)),
+      el("td", { className: "num", title: timings(r) }, ms(r.duration_ms)),
       el("td", null, dash(r.retried)),
-      el("td", { className: "num" }, r.rate_limit_wait_ms ? ms(r.rate_limit_wait_ms) : "–"),
-      el("td", null, r.request_id),
-      el("td", null, dash(r.criteo_trace_id)),
-      el("td", null, dash(r.proxy_error)),
+      // Ids are cut to the cell's width on screen (hover for all of it); search finds them.
+      el("td", { className: "id request-id", title: r.request_id }, r.request_id),
+      el("td", { className: "id trace-id", title: r.criteo_trace_id || "" }, dash(r.criteo_trace_id)),
+      el("td", { className: `who${r.who ? ` who-${r.who}` : ""}` }, r.who || ""),
+      el("td", { className: "advice" }, r.proxy_error ? el("code", null, r.proxy_error) : null, r.proxy_error && r.advice ? " " : null, r.advice || ""),
     );
     if (r.seq === state.selected) tr.classList.add("selected");
     return tr;
   });
   document.getElementById("request-rows").replaceChildren(...rows);
-  document.getElementById("no-requests").hidden = state.requests.length > 0;
+  // Nothing to say before the first answer: "no requests yet" may well be false.
+  document.getElementById("no-requests").hidden = !state.loaded || state.requests.length > 0;
   text("count", state.requests.length ? `${shown.length} of ${state.requests.length} shown` : "");
+}
+
+function timings(r) {
+  const wait = r.rate_limit_wait_ms ? `, rate-limit wait ${ms(r.rate_limit_wait_ms)}` : "";
+  return `upstream ${ms(r.upstream_ms)}${wait}`;
 }
 
 function listenFor(profileName) {
@@ -220,21 +238,41 @@ function listenFor(profileName) {
   return listen.startsWith("unix:") ? null : listen;
 }
 
+// Quoted for a POSIX shell: inside '...' nothing is special but ' itself, written '\''.
 function shellQuote(value) {
-  return `'${value.replace(/'/g, "'\\''")}'`;
+  return `'${String(value).replace(/'/g, "'\\''")}'`;
 }
 
+// The target to ask the proxy for: the path and query of an absolute-form request
+// (GET http://127.0.0.1:8080/x) as the proxy sent it on; null for anything else (*).
+function originForm(path) {
+  if (path.startsWith("/")) return path;
+  const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(path);
+  if (absolute === null) return null;
+  const rest = path.slice(absolute[0].length);
+  return rest.startsWith("/") ? rest : `/${rest}`;
+}
+
+// Every word that comes from a request (its method, path, the socket) is quoted: pasted
+// into a shell, the line runs curl with these words as they are, and nothing else.
 function curlFor(r) {
-  // HEAD as --head: with -X HEAD, curl waits for the body the headers announce, forever.
-  const method = r.method === "GET" ? "" : r.method === "HEAD" ? "--head " : `-X ${r.method} `;
-  // Bodies are never kept: a request that had one needs it given again.
-  const body = ["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method) ? "" : " --data-binary @body";
+  const words = ["curl"];
   const listen = listenFor(r.profile);
+  let base = listen;
   if (listen === null) {
     const socket = state.status.profiles.find((p) => p.name === r.profile).listen.slice(5);
-    return `curl --unix-socket ${shellQuote(socket)} ${method}${shellQuote(`http://localhost${r.path}`)}${body}`;
+    words.push("--unix-socket", shellQuote(socket));
+    base = "http://localhost";
   }
-  return `curl ${method}${shellQuote(listen + r.path)}${body}`;
+  // HEAD as --head: with -X HEAD, curl waits for the body the headers announce, forever.
+  if (r.method === "HEAD") words.push("--head");
+  else if (r.method !== "GET") words.push("-X", shellQuote(r.method));
+  const target = originForm(r.path);
+  if (target === null) words.push("--request-target", shellQuote(r.path), shellQuote(`${base}/`));
+  else words.push(shellQuote(base + target));
+  // Bodies are never kept: a request that had one needs it given again.
+  if (!["GET", "HEAD", "DELETE", "OPTIONS"].includes(r.method)) words.push("--data-binary", "@body");
+  return words.join(" ");
 }
 
 function prettyBody(body) {
@@ -261,9 +299,12 @@ function showDetail(seq) {
     ["profile", r.profile],
     ["request", `${r.method} ${r.path}`],
     ["status", String(r.status)],
+    ["duration", `${ms(r.duration_ms)} (${timings(r)})`],
     ["retried", dash(r.retried)],
     ["Criteo traceId", dash(r.criteo_trace_id)],
     ["proxy error", dash(r.proxy_error)],
+    ["whose side", dash(r.who)],
+    ["what to do", dash(r.advice)],
   ].map(([term, value]) => el("div", null, el("dt", null, term), el("dd", null, value)));
   document.getElementById("detail-facts").replaceChildren(...facts);
   text("detail-curl", curlFor(r));
@@ -292,6 +333,12 @@ async function copyCurl() {
 
 async function getJson(path) {
   const response = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
+  if (response.status === 401 && response.headers.get("X-Criteo-Proxy-Error") === "proxy_key_required") {
+    // The session cookie is gone or stale (a restart of the proxy ends every session).
+    const ended = new Error("this console's session has ended (a restart of the proxy ends them): open /_proxy/?key=<your key> again");
+    ended.sessionEnded = true;
+    throw ended;
+  }
   if (!response.ok) throw new Error(`${path} answered ${response.status}`);
   return response.json();
 }
@@ -311,6 +358,7 @@ async function poll() {
   if (document.visibilityState === "hidden") return; // resumed by visibilitychange
   state.polling = true;
   let restarted = false;
+  let more = false;
   try {
     const [status, page] = await Promise.all([getJson("/_proxy/status"), getJson(`/_proxy/requests?after=${state.lastSeq}`)]);
     const now = performance.now();
@@ -323,6 +371,7 @@ async function poll() {
       // one's first requests (its seq started again): ask it from the start, at once.
       state.requests = [];
       state.lastSeq = 0;
+      state.loaded = false; // until the new process's list has answered
       state.selected = null;
       document.getElementById("detail").hidden = true;
       renderRequests();
@@ -332,7 +381,12 @@ async function poll() {
         state.lastSeq = Math.max(state.lastSeq, r.seq);
       }
       state.requests.length = Math.min(state.requests.length, MAX_ROWS);
-      if (page.requests.length) renderRequests();
+      const first = !state.loaded;
+      state.loaded = true;
+      if (page.requests.length || first) renderRequests();
+      // An answer stops at a byte bound: while the proxy has newer requests than the
+      // ones shown, ask again at once instead of a second later.
+      more = page.requests.length > 0 && status.console && state.lastSeq < status.console.last_seq;
     }
     state.failures = 0;
     const live = document.getElementById("live");
@@ -343,11 +397,11 @@ async function poll() {
     state.failures += 1;
     const live = document.getElementById("live");
     live.classList.add("down");
-    live.textContent = `the proxy does not answer (${error.message}); retrying`;
+    live.textContent = error.sessionEnded ? error.message : `the proxy does not answer (${error.message}); retrying`;
   } finally {
     state.polling = false;
   }
-  schedule(restarted);
+  schedule(restarted || more);
 }
 
 function schedule(now = false) {
