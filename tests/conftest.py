@@ -25,6 +25,9 @@ from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.server.app import build_app
 from proxy.server.listeners import ProxyRunner, build_server_options
 
+# A real redis-server for the tests of DESIGN 11 (coordination, and the console showing it).
+pytest_plugins = ["tests.redis_server"]
+
 
 class ManualClock:
     """A clock that moves only when a test says so: expiry without sleeping."""

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
 from proxy.tokens.store import TokenStore
 from tests.conftest import CliServer, StartCliServer, demo_env
-from tests.coordination.conftest import RedisServer, write_fleet_config
+from tests.coordination.conftest import write_fleet_config
+from tests.redis_server import RedisServer
 
 API = "/2026-07/advertisers/me"
 

@@ -12,7 +12,8 @@ import redis.asyncio as redis_asyncio
 
 from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import StartCliServer
-from tests.coordination.conftest import RedisServer, start_fleet, write_fleet_config
+from tests.coordination.conftest import start_fleet, write_fleet_config
+from tests.redis_server import RedisServer
 
 API = "/2026-07/advertisers/me"
 

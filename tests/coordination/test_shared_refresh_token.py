@@ -17,7 +17,8 @@ from proxy.coordination.sealing import Sealer
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
 from tests.conftest import CliServer, StartCliServer, demo_env, run_cli
-from tests.coordination.conftest import RedisServer, write_fleet_config
+from tests.coordination.conftest import write_fleet_config
+from tests.redis_server import RedisServer
 
 API = "/2026-07/advertisers/me"
 

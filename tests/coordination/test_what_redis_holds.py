@@ -16,7 +16,8 @@ from proxy.coordination.sealing import Sealer, Unreadable
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
 from tests.conftest import StartCliServer, demo_env
-from tests.coordination.conftest import RedisServer, redis_contents, write_fleet_config
+from tests.coordination.conftest import redis_contents, write_fleet_config
+from tests.redis_server import RedisServer
 
 API = "/2026-07/advertisers/me"
 

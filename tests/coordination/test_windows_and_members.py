@@ -15,7 +15,8 @@ from proxy.coordination.link import Link
 from proxy.coordination.members import HEARD_WITHIN_SECONDS, Members
 from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import StartCliServer, demo_env, run_cli
-from tests.coordination.conftest import RedisServer, start_fleet, write_fleet_config
+from tests.coordination.conftest import start_fleet, write_fleet_config
+from tests.redis_server import RedisServer
 
 API = "/2026-07/advertisers/me"
 

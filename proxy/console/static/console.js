@@ -90,6 +90,7 @@ function renderProfile(profile, elapsed, count) {
     title,
     count > 1 ? el("h3", null, "Token") : null,
     renderToken(profile.token, elapsed),
+    renderCoordination(profile.coordination),
     el("h3", null, "Rate limits"),
     renderRateLimits(profile.rate_limits, elapsed),
     el("h3", null, "API versions"),
@@ -122,6 +123,20 @@ function renderToken(token, elapsed) {
 
 // The last five distinct token errors, newest first: the helpful first one (check
 // CRITEO_CLIENT_SECRET) stays in sight when a timeout follows it.
+// Several proxies sharing one app on Redis (DESIGN 11): shown only when configured.
+function renderCoordination(coordination) {
+  if (!coordination || coordination.state === "off") return null;
+  const state = coordination.state === "up" ? "valid" : "failing";
+  return el(
+    "dl",
+    { className: "grid coordination" },
+    ...row("fleet", el("span", { className: `badge state-${state}` }, coordination.state === "up" ? "shared" : "acting alone")),
+    ...row("redis", dash(coordination.redis)),
+    ...row("members", dash(coordination.members)),
+    ...(coordination.last_error ? row("last error", el("span", { className: "error-text" }, coordination.last_error)) : []),
+  );
+}
+
 function renderRecentErrors(token) {
   const recent = token.recent_errors || [];
   if (!recent.length) return token.last_error ? el("span", { className: "error-text" }, token.last_error) : "none";
