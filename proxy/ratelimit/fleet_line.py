@@ -64,19 +64,23 @@ class FleetLine:
         self.waiting += 1
         try:
             async with asyncio.timeout(max_wait_seconds):
+                in_line = self._head.locked()  # others ahead: this one waits its turn
                 await self._head.acquire()
         except TimeoutError:
             raise FleetRateLimited(self._reset_at()) from None
         finally:
             self.waiting -= 1
         try:
-            return await self._take_at_head(started, max_wait_seconds)
+            return await self._take_at_head(started, max_wait_seconds, in_line=in_line)
         finally:
             self._head.release()
 
-    async def _take_at_head(self, started: float, max_wait_seconds: float) -> FleetSend:
+    async def _take_at_head(
+        self, started: float, max_wait_seconds: float, *, in_line: bool
+    ) -> FleetSend:
         loop = asyncio.get_running_loop()
         waiting_for_answer_since: float | None = None
+        asked_before = in_line
         while True:
             if self._unmetered:
                 return FleetSend(loop.time() - started, None)
@@ -84,7 +88,9 @@ class FleetLine:
             self.last, self.last_seen_at = slot, time.time()
             waited = loop.time() - started
             if slot.granted:
-                return FleetSend(waited, slot.send)
+                # A slot at the first ask waited for nothing but Redis's answer: no wait.
+                return FleetSend(waited if asked_before else 0.0, slot.send)
+            asked_before = True
             if slot.wait_seconds is not None:  # the window is spent until its reset
                 if waited + slot.wait_seconds > max_wait_seconds:
                     raise FleetRateLimited(time.time() + slot.wait_seconds)
