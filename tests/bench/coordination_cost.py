@@ -93,9 +93,8 @@ def main() -> int:
     print(f"{'':18} {'req/s':>8} {'p99 ms':>8} {'CPU µs/req':>11} {'errors':>7}")
     for target in (OFF, ON):
         m = med[target]
-        print(
-            f"{target:18} {m['rps']:>8.0f} {m['p99']:>8.1f} {m['cpu_us']:>11.0f} {m['errors']:>7.0f}"
-        )
+        figures = f"{m['rps']:>8.0f} {m['p99']:>8.1f} {m['cpu_us']:>11.0f} {m['errors']:>7.0f}"
+        print(f"{target:18} {figures}")
     ratio = med[ON]["rps"] / med[OFF]["rps"]
     print(f"ratio on/off: {ratio:.3f} ({'MET' if ratio >= 0.9 else 'MISSED'}: within 10 %)")
     print(f"Redis calls per request with coordination on: {bench.median(calls_per_request):.4f}")
