@@ -25,7 +25,8 @@ from proxy.forwarding.request_body import NO_BODY, RequestBody, body_timeout, bo
 from proxy.forwarding.retries import Failure, TransientPolicy, failure_reason, retry_delay
 from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import ProfileMetrics
-from proxy.ratelimit.pacer import Pacer, RateLimited, Send, Window
+from proxy.ratelimit.pacer import Pacer
+from proxy.ratelimit.window import RateLimited, Send, Window
 from proxy.tokens.provider import TokenProvider
 from proxy.tokens.token import Token
 
