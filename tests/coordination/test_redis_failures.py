@@ -5,9 +5,11 @@ password is never shown."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
@@ -78,6 +80,7 @@ async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
     assert down["members"] is None
     assert isinstance(down["last_error"], str)
     assert await _metric(http, members[0].url, "criteo_proxy_coordination_up") == {"": 0.0}
+    assert await _get(http, members[0].url, "/_proxy/ready") == 200  # Redis never changes it
     errors = await _metric(http, members[0].url, "criteo_proxy_coordination_errors_total")
     assert sum(errors.values()) >= 1
     own_redis.start()
@@ -200,3 +203,30 @@ async def test_a_redis_slower_than_the_timeout_fails_no_request(
         await client.execute_command("CLIENT", "UNPAUSE")
         await client.aclose()
     assert await member.stop() == 0
+
+
+def test_a_plain_redis_url_off_this_machine_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Built only, never started: no connection is tried to the documentation address."""
+    from proxy.config.schema import CoordinationConfig, Secret
+    from proxy.coordination.member import Member
+
+    def build(url: str) -> None:
+        Member(
+            CoordinationConfig(redis_url=Secret(url)),
+            token_url="http://127.0.0.1:9/oauth2/token",
+            client_id="c",
+            grant_type="client_credentials",
+            client_secret="s",
+        )
+
+    with caplog.at_level(logging.WARNING, logger="criteo_proxy.coordination"):
+        build("redis://:pw-9@192.0.2.10:6379/0")  # TEST-NET-1: no traffic, never started
+        build("rediss://192.0.2.10:6379/0")
+        build("redis://127.0.0.1:6379/0")
+        build("unix:///run/redis.sock")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "redis://192.0.2.10:6379/0 is reached without TLS" in warnings[0]
+    assert "pw-9" not in warnings[0]
