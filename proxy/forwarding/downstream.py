@@ -22,46 +22,75 @@ from multidict import CIMultiDict
 
 from proxy.errors import describe, upstream_errors
 from proxy.exchange import Exchange
-from proxy.forwarding.headers import add_cors_headers, build_downstream_headers
+from proxy.forwarding.headers import add_cors_headers, build_downstream_headers, is_writable
 from proxy.forwarding.request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
 
 log = logging.getLogger("criteo_proxy.forward")
 
 # Error bodies up to this size (inflated) are kept for the console and searched for trace ids.
 ERROR_BODY_BYTES: Final = 8 * 1024
+_MAX_LOGGED_NAMES: Final = 64
 _INFLATE_WBITS: Final = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
 
 
-async def stream_back(
-    request: web.Request, upstream: aiohttp.ClientResponse, exchange: Exchange
-) -> web.StreamResponse:
-    """Criteo's answer to the client; the upstream response is released in the end."""
-    try:
-        headers = build_downstream_headers(upstream.headers, request_id=exchange.request_id)
-        length = upstream.content_length
-        if length is not None and length <= SMALL_BODY_BYTES:
-            with upstream_errors(upstream.url, "upstream.read_timeout"):
-                body = await upstream.read()
-            exchange.bytes_out = len(body)
-            if is_json_error(upstream):
-                note_error_body(upstream, body, exchange)
-            # One write for headers and body, instead of one per part.
-            return web.Response(
-                status=upstream.status, reason=upstream.reason, headers=headers, body=body
+class Downstream:
+    """Criteo's answers on their way back to one profile's clients."""
+
+    def __init__(self) -> None:
+        # Names of headers dropped as unwritable, each logged once (bounded: any names).
+        self._unwritable_logged: set[str] = set()
+
+    async def stream_back(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, exchange: Exchange
+    ) -> web.StreamResponse:
+        """Criteo's answer to the client; the upstream response is released in the end."""
+        try:
+            headers, unwritable = build_downstream_headers(
+                upstream.headers, request_id=exchange.request_id
             )
-        return await _stream(request, upstream, headers, exchange)
-    finally:
-        upstream.release()
+            if unwritable:
+                self._log_unwritable(unwritable)
+            # A phrase the proxy could not write gives way to the standard one.
+            reason = upstream.reason if is_writable(upstream.reason or "") else None
+            length = upstream.content_length
+            if length is not None and length <= SMALL_BODY_BYTES:
+                with upstream_errors(upstream.url, "upstream.read_timeout"):
+                    body = await upstream.read()
+                exchange.bytes_out = len(body)
+                if is_json_error(upstream):
+                    note_error_body(upstream, body, exchange)
+                # One write for headers and body, instead of one per part.
+                return web.Response(
+                    status=upstream.status, reason=reason, headers=headers, body=body
+                )
+            return await _stream(request, upstream, headers, reason, exchange)
+        finally:
+            upstream.release()
+
+    def _log_unwritable(self, names: list[str]) -> None:
+        logged = self._unwritable_logged
+        for name in names:
+            if name.lower() in logged or len(logged) >= _MAX_LOGGED_NAMES:
+                continue
+            logged.add(name.lower())
+            # The name only: the value is the upstream's, and unfit to print.
+            log.warning(
+                "Criteo's answer carried a %s header that no HTTP/1.1 answer may hold "
+                "(a control character, or bytes that are not UTF-8): dropped, on this and "
+                "every later answer",
+                name if is_writable(name) else "(unprintable)",
+            )
 
 
 async def _stream(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     headers: CIMultiDict[str],
+    reason: str | None,
     exchange: Exchange,
 ) -> web.StreamResponse:
     """Copy a large or open-ended body chunk by chunk: never all of it in memory."""
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    response = web.StreamResponse(status=upstream.status, reason=reason)
     response.headers.extend(headers)
     if exchange.cors_origin is not None:  # set after the handler would be too late here
         add_cors_headers(exchange.cors_origin, response.headers)

@@ -5,6 +5,8 @@ connection, and the proxy goes on serving."""
 from __future__ import annotations
 
 import email.utils
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,6 +15,10 @@ from aiohttp.test_utils import TestClient
 from proxy.config.schema import TransientRetryConfig
 from proxy.fakes.criteo import FakeCriteo
 from proxy.forwarding.retries import TransientPolicy, parse_retry_after, retry_delay
+from tests.conftest import raw_request
+from tests.forwarding.conftest import HostileUpstream, proxy_port, raw_answer
+
+StartHostile = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 FLAKY = "/2026-07/echo/flaky"
 NOW = 1_800_000_000.0
@@ -89,3 +95,79 @@ async def test_a_hostile_retry_after_never_makes_a_500(
     assert "X-Criteo-Proxy-Error" not in resp.headers
     criteo.retry_after = None
     assert (await proxy.get(FLAKY)).status == 200
+
+
+# --- headers the proxy could not write (item 12) -----------------------------------------
+
+_UNWRITABLE_HEADERS = [
+    pytest.param("Deprecation", "true\x01", id="deprecation-soh"),
+    pytest.param("Sunset", "Thu, 31 Jul 2025 00:00:00 GMT\x7f", id="sunset-del"),
+    pytest.param("Sunset", b"\xff\xfe", id="sunset-not-utf8"),
+    pytest.param("X-Criteo-Note", "\x1b]0;owned\x07", id="osc-title"),
+    pytest.param("Link", "<x>\x0b; rel=next", id="vertical-tab"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), _UNWRITABLE_HEADERS)
+async def test_a_header_the_proxy_could_not_write_is_dropped_and_the_answer_goes_on(
+    start_behind_hostile: StartHostile,
+    hostile_upstream: HostileUpstream,
+    name: str,
+    value: str | bytes,
+) -> None:
+    hostile_upstream.answer = raw_answer(
+        [(name, value), ("Content-Type", "application/json"), ("X-Kept", "yes")],
+        b'{"data":[]}',
+    )
+    proxy = await start_behind_hostile()
+    resp = await proxy.get("/2026-07/advertisers/me")
+    assert resp.status == 200
+    assert await resp.read() == b'{"data":[]}'
+    assert name not in resp.headers
+    assert resp.headers["X-Kept"] == "yes"
+    assert "X-Request-Id" in resp.headers
+    assert (await proxy.get("/_proxy/status")).status == 200
+
+
+async def test_an_unwritable_header_is_dropped_from_a_streamed_answer_too(
+    start_behind_hostile: StartHostile, hostile_upstream: HostileUpstream
+) -> None:
+    body = b"x" * (256 * 1024)  # past the size read whole: streamed
+    hostile_upstream.answer = raw_answer([("Sunset", "\x01")], body)
+    proxy = await start_behind_hostile()
+    resp = await proxy.get("/2026-07/report")
+    assert resp.status == 200
+    assert await resp.read() == body
+    assert "Sunset" not in resp.headers
+
+
+async def test_an_unwritable_header_is_logged_once_by_name_never_by_value(
+    start_behind_hostile: StartHostile,
+    hostile_upstream: HostileUpstream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hostile_upstream.answer = raw_answer([("Deprecation", "secret-ish\x01value")], b"{}")
+    proxy = await start_behind_hostile()
+    with caplog.at_level(logging.WARNING, logger="criteo_proxy"):
+        for _ in range(3):
+            assert (await proxy.get("/2026-07/advertisers/me")).status == 200
+    [line] = [r.getMessage() for r in caplog.records if "Deprecation" in r.getMessage()]
+    assert "secret-ish" not in line
+    assert "dropped" in line
+
+
+async def test_a_reason_phrase_the_proxy_could_not_write_becomes_the_standard_one(
+    start_behind_hostile: StartHostile, hostile_upstream: HostileUpstream
+) -> None:
+    hostile_upstream.answer = raw_answer(
+        [("Content-Type", "application/json")],
+        b'{"errors":[]}',
+        status_line=b"HTTP/1.1 403 Forbidden\x1b[2J",
+    )
+    proxy = await start_behind_hostile()
+    request = b"GET /2026-07/advertisers/me HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    answer = await raw_request(proxy_port(proxy), request)
+    assert answer.status == 403
+    assert answer.body == b'{"errors":[]}'
+    resp = await proxy.get("/2026-07/advertisers/me")
+    assert resp.reason == "Forbidden"
