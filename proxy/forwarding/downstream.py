@@ -11,9 +11,7 @@ trace id, for the log and the console; compressed ones are inflated for that
 
 from __future__ import annotations
 
-import json
 import logging
-import zlib
 from typing import Final
 
 import aiohttp
@@ -22,15 +20,13 @@ from multidict import CIMultiDict
 
 from proxy.errors import describe, upstream_errors
 from proxy.exchange import Exchange
+from proxy.forwarding.envelope import find_trace_ids, inflate_bounded
 from proxy.forwarding.headers import add_cors_headers, build_downstream_headers, is_writable
 from proxy.forwarding.request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
 
 log = logging.getLogger("criteo_proxy.forward")
 
-# Error bodies up to this size (inflated) are kept for the console and searched for trace ids.
-ERROR_BODY_BYTES: Final = 8 * 1024
 _MAX_LOGGED_NAMES: Final = 64
-_INFLATE_WBITS: Final = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
 
 
 class Downstream:
@@ -151,40 +147,6 @@ def note_error_body(upstream: aiohttp.ClientResponse, body: bytes, exchange: Exc
             upstream.status,
             ", ".join(trace_ids),
         )
-
-
-def inflate_bounded(body: bytes, encoding: str) -> bytes | None:
-    """BODY as text bytes of at most ERROR_BODY_BYTES, or None (too big, unknown coding)."""
-    wbits = _INFLATE_WBITS.get(encoding.strip().lower())
-    if wbits is None:
-        return None
-    if wbits == 0:
-        return body if len(body) <= ERROR_BODY_BYTES else None
-    inflater = zlib.decompressobj(wbits)
-    try:
-        readable = inflater.decompress(body, ERROR_BODY_BYTES + 1)
-    except zlib.error:
-        return None
-    return readable if len(readable) <= ERROR_BODY_BYTES else None
-
-
-def find_trace_ids(body: bytes) -> list[str]:
-    """traceId / traceIdentifier values of a Criteo error envelope, if it is one."""
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        return []
-    errors = envelope.get("errors") if isinstance(envelope, dict) else None
-    if not isinstance(errors, list):
-        return []
-    found: list[str] = []
-    for error in errors:
-        if isinstance(error, dict):
-            for key in ("traceId", "traceIdentifier"):
-                value = error.get(key)
-                if isinstance(value, str) and value not in found:
-                    found.append(value[:128])
-    return found
 
 
 def abort_client(request: web.Request) -> None:

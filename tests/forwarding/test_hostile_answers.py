@@ -5,11 +5,13 @@ connection, and the proxy goes on serving."""
 from __future__ import annotations
 
 import email.utils
+import gzip
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.config.schema import TransientRetryConfig
@@ -171,3 +173,52 @@ async def test_a_reason_phrase_the_proxy_could_not_write_becomes_the_standard_on
     assert answer.body == b'{"errors":[]}'
     resp = await proxy.get("/2026-07/advertisers/me")
     assert resp.reason == "Forbidden"
+
+
+# --- error bodies the proxy reads, read with bounds (item 12) -----------------------------
+
+_DEEP_BODIES = [
+    pytest.param(b"[" * 8000, id="8000-open-arrays"),
+    pytest.param(b'{"errors":' + b"[" * 4000 + b"]" * 4000 + b"}", id="errors-4000-deep"),
+    pytest.param(b'{"a":' * 1300 + b"1" + b"}" * 1300, id="objects-1300-deep"),
+]
+
+
+@pytest.mark.parametrize("body", _DEEP_BODIES)
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_a_deeply_nested_json_error_body_passes_on_unread(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, body: bytes, encoding: str
+) -> None:
+    sent = gzip.compress(body, mtime=0) if encoding == "gzip" else body
+
+    async def deep(request: web.Request) -> web.Response:
+        return web.Response(
+            status=400,
+            body=sent,
+            content_type="application/json",
+            headers={"Content-Encoding": encoding},
+        )
+
+    criteo.handlers["/2026-07/deep"] = deep
+    resp = await proxy.get("/2026-07/deep", auto_decompress=False)
+    assert resp.status == 400
+    assert "X-Criteo-Proxy-Error" not in resp.headers
+    assert await resp.read() == sent
+    [record] = (await (await proxy.get("/_proxy/requests")).json())["requests"]
+    assert record["status"] == 400
+    assert record["criteo_trace_id"] is None
+    assert (await proxy.get("/_proxy/status")).status == 200
+
+
+async def test_a_trace_id_is_still_read_from_an_ordinary_envelope(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    body = b'{"errors":[{"traceId":"t-1","type":"validation","detail":{"a":[[1]]}}]}'
+
+    async def ordinary(request: web.Request) -> web.Response:
+        return web.Response(status=400, body=body, content_type="application/json")
+
+    criteo.handlers["/2026-07/ordinary"] = ordinary
+    assert (await proxy.get("/2026-07/ordinary")).status == 400
+    [record] = (await (await proxy.get("/_proxy/requests")).json())["requests"]
+    assert record["criteo_trace_id"] == "t-1"
