@@ -6,7 +6,8 @@ never held in memory, and a failure after the status line aborts the client's
 connection: a broken transfer, never a clean short body. A JSON error answer
 (4xx / 5xx) of at most 8 KiB is also noted in the exchange, with Criteo's
 trace id, for the log and the console; compressed ones are inflated for that
-(never for the client).
+(never for the client). Any JSON answer is watched as it passes for a deprecation
+warning in Criteo's envelope (its first and last bytes only), for the versions seen.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from multidict import CIMultiDict
 
 from proxy.errors import describe, upstream_errors
 from proxy.exchange import Exchange
-from proxy.forwarding.envelope import find_trace_ids, inflate_bounded
+from proxy.forwarding.envelope import WarningWatch, find_trace_ids, inflate_bounded
 from proxy.forwarding.headers import add_cors_headers, build_downstream_headers, is_writable
 from proxy.forwarding.request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
+from proxy.forwarding.versions import ApiVersions
 
 log = logging.getLogger("criteo_proxy.forward")
 
@@ -32,7 +34,8 @@ _MAX_LOGGED_NAMES: Final = 64
 class Downstream:
     """Criteo's answers on their way back to one profile's clients."""
 
-    def __init__(self) -> None:
+    def __init__(self, versions: ApiVersions) -> None:
+        self._versions = versions
         # Names of headers dropped as unwritable, each logged once (bounded: any names).
         self._unwritable_logged: set[str] = set()
 
@@ -40,6 +43,10 @@ class Downstream:
         self, request: web.Request, upstream: aiohttp.ClientResponse, exchange: Exchange
     ) -> web.StreamResponse:
         """Criteo's answer to the client; the upstream response is released in the end."""
+        target = exchange.target
+        announced = self._versions.note(upstream.status, upstream.headers, target)
+        # Headers that said it already: no need to look for it in the body.
+        watch = None if announced or not is_json(upstream) else _watch_for(upstream)
         try:
             headers, unwritable = build_downstream_headers(
                 upstream.headers, request_id=exchange.request_id
@@ -53,15 +60,19 @@ class Downstream:
                 with upstream_errors(upstream.url, "upstream.read_timeout"):
                     body = await upstream.read()
                 exchange.bytes_out = len(body)
+                if watch is not None:
+                    watch.feed(body)
                 if is_json_error(upstream):
                     note_error_body(upstream, body, exchange)
                 # One write for headers and body, instead of one per part.
                 return web.Response(
                     status=upstream.status, reason=reason, headers=headers, body=body
                 )
-            return await _stream(request, upstream, headers, reason, exchange)
+            return await _stream(request, upstream, headers, reason, exchange, watch)
         finally:
             upstream.release()
+            if watch is not None:
+                self._versions.note_warnings(target, watch.deprecations())
 
     def _log_unwritable(self, names: list[str]) -> None:
         logged = self._unwritable_logged
@@ -84,6 +95,7 @@ async def _stream(
     headers: CIMultiDict[str],
     reason: str | None,
     exchange: Exchange,
+    watch: WarningWatch | None,
 ) -> web.StreamResponse:
     """Copy a large or open-ended body chunk by chunk: never all of it in memory."""
     response = web.StreamResponse(status=upstream.status, reason=reason)
@@ -110,6 +122,8 @@ async def _stream(
             return response
         if not chunk:
             break
+        if watch is not None:
+            watch.feed(chunk)
         if error_head is not None:
             error_head.append(chunk)
             if sent + len(chunk) > SMALL_BODY_BYTES:
@@ -128,8 +142,16 @@ async def _stream(
     return response
 
 
+def is_json(upstream: aiohttp.ClientResponse) -> bool:
+    return "json" in upstream.headers.get("Content-Type", "").lower()
+
+
 def is_json_error(upstream: aiohttp.ClientResponse) -> bool:
-    return upstream.status >= 400 and "json" in upstream.headers.get("Content-Type", "")
+    return upstream.status >= 400 and is_json(upstream)
+
+
+def _watch_for(upstream: aiohttp.ClientResponse) -> WarningWatch:
+    return WarningWatch(upstream.headers.get("Content-Encoding", "identity"))
 
 
 def note_error_body(upstream: aiohttp.ClientResponse, body: bytes, exchange: Exchange) -> None:

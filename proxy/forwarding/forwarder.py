@@ -84,8 +84,7 @@ class Forwarder:
         self._settings = settings
         self._metrics = metrics
         self._pacer = pacer
-        self._versions = versions
-        self._downstream = Downstream()
+        self._downstream = Downstream(versions)
         self._transient = settings.transient
         self._response_timeout_label = (
             f"upstream.response_timeout ({settings.response_timeout_seconds:g} s)"
@@ -145,7 +144,6 @@ class Forwarder:
                 status, request, body, transient, exchange, upstream
             ):
                 continue
-            self._versions.note(status, upstream.headers, path_and_query)
             return await self._downstream.stream_back(request, upstream, exchange)
 
     def _may_replay_after_401(self, body: RequestBody, exchange: Exchange) -> bool:
