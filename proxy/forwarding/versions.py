@@ -24,6 +24,7 @@ log = logging.getLogger("criteo_proxy.forward")
 _API_VERSION: Final = re.compile(r"\d{4}-\d{2}|preview|legacy|experimental")
 # Versions are client-chosen text: the table is bounded, whatever the paths.
 MAX_VERSIONS: Final = 64
+_MAX_SUNSET_CHARS: Final = 64  # an HTTP-date is 29
 
 
 @dataclass(slots=True)
@@ -58,6 +59,8 @@ class ApiVersions:
         if "Deprecation" not in headers and "Sunset" not in headers:
             return False
         sunset = headers.get("Sunset")
+        if sunset is not None and not (sunset.isprintable() and len(sunset) <= _MAX_SUNSET_CHARS):
+            sunset = None  # the upstream's text, shown and logged: only if it can be a date
         if seen is not None:
             seen.sunset = sunset or seen.sunset
         self._deprecated(version, seen, f" (sunset {sunset})" if sunset else "")

@@ -222,3 +222,23 @@ async def test_a_trace_id_is_still_read_from_an_ordinary_envelope(
     assert (await proxy.get("/2026-07/ordinary")).status == 400
     [record] = (await (await proxy.get("/_proxy/requests")).json())["requests"]
     assert record["criteo_trace_id"] == "t-1"
+
+
+@pytest.mark.parametrize(
+    "sunset",
+    [
+        pytest.param("\x1b]0;owned\x07", id="osc"),
+        pytest.param("x" * 4000, id="4000-chars"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
+    ],
+)
+async def test_a_sunset_no_date_could_look_like_marks_the_version_without_a_date(
+    start_behind_hostile: StartHostile, hostile_upstream: HostileUpstream, sunset: str | bytes
+) -> None:
+    hostile_upstream.answer = raw_answer([("Deprecation", "true"), ("Sunset", sunset)], b"{}")
+    proxy = await start_behind_hostile()
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
+    (profile,) = (await (await proxy.get("/_proxy/status")).json())["profiles"]
+    [version] = profile["versions"]
+    assert version["deprecated"] is True
+    assert version["sunset"] is None
