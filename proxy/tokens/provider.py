@@ -20,6 +20,7 @@ from cachetools import TLRUCache
 from yarl import URL
 
 from proxy.errors import ErrorCode, ProxyError, describe
+from proxy.tokens.redaction import redact
 
 log = logging.getLogger("criteo_proxy.tokens")
 
@@ -289,7 +290,7 @@ class TokenProvider:
                 detail += f" ({description})"
             hint = self._grant.rejection_hint(oauth_error)
             error = self._error(502, "token_request_failed", f"{detail}: {hint}")
-            error.oauth_error = oauth_error or None
+            error.oauth_error = redact(oauth_error, self._grant.secrets()) or None
             raise error
         raise self._error(
             502, "token_endpoint_unavailable", f"POST {self._shown_url} answered {status}"
@@ -329,11 +330,9 @@ class TokenProvider:
         )
 
     def _error(self, status: int, code: ErrorCode, detail: str) -> TokenError:
-        # The endpoint's own words end up in detail: never let them echo a secret back.
-        for secret in self._grant.secrets():
-            if secret:
-                detail = detail.replace(secret, "***")
-        return TokenError(status, code, detail)
+        # The endpoint's own words end up in detail: never let them echo a secret back,
+        # however they encoded it.
+        return TokenError(status, code, redact(detail, self._grant.secrets()))
 
 
 async def read_bounded(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:
