@@ -38,14 +38,19 @@ def is_secret_looking(key: str) -> bool:
     """Whether a query parameter named KEY (as written: ``%6Bey``, ``access%5Ftoken``)
     looks like it carries a secret, once decoded as the server decodes it."""
     for decoded_times in range(_DECODE_ROUNDS + 1):
-        if _SECRET_QUERY_KEY.search(key) or any(
-            word.lower() in _SECRET_QUERY_WORDS for word in _WORD.findall(key)
-        ):
+        if _SECRET_QUERY_KEY.search(key) or _has_secret_word(key):
             return True
         if decoded_times == _DECODE_ROUNDS or ("%" not in key and "+" not in key):
             return False
         key = unquote_plus(key)
     return False
+
+
+def _has_secret_word(key: str) -> bool:
+    lowered = key.lower()
+    if not any(word in lowered for word in _SECRET_QUERY_WORDS):  # most keys: no split
+        return False
+    return any(word.lower() in _SECRET_QUERY_WORDS for word in _WORD.findall(key))
 
 
 def log_access(
