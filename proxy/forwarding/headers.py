@@ -90,15 +90,13 @@ def build_downstream_headers(
     """Criteo's response headers as the client should see them, in one pass over them,
     and the names of those left out because the proxy could not write them."""
     dropped = _dropped_by(upstream, HOP_BY_HOP)
-    headers: CIMultiDict[str] = CIMultiDict()
+    kept = [(k, v) for k, v in upstream.items() if k.lower() not in dropped]
     unwritable: list[str] = []
-    for name, value in upstream.items():
-        if name.lower() in dropped:
-            continue
-        if is_writable(value) and is_writable(name):
-            headers.add(name, value)
-        else:
-            unwritable.append(name)
+    # Most answers: one scan of all names and values together, and they all pass.
+    if not is_writable("".join([k + v for k, v in kept])):
+        unwritable = [k for k, v in kept if not (is_writable(k) and is_writable(v))]
+        kept = [(k, v) for k, v in kept if is_writable(k) and is_writable(v)]
+    headers = CIMultiDict(kept)
     headers[REQUEST_ID_HEADER] = request_id
     return headers, unwritable
 
