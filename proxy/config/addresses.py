@@ -36,8 +36,8 @@ def parse_url(text: str) -> URL | None:
     try:
         url = URL(text)
         url.host  # noqa: B018 - forces the IDNA decoding, see above
-    except ValueError:  # UnicodeError (IDNA) is a ValueError
-        return None
+    except (ValueError, IndexError):  # UnicodeError (IDNA) is a ValueError; yarl 1.2x
+        return None  # raises IndexError for an empty host before a user part: http://[::1]@
     return url
 
 
