@@ -6,33 +6,26 @@ The only module that prints to the terminal or exits.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from proxy.cli.arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
-from proxy.config.loader import load_config
-from proxy.config.schema import (
-    CLIENT_ID_ENV_VAR,
-    CLIENT_SECRET_ENV_VAR,
-    DEFAULT_PROFILE,
-    Config,
-    ConfigError,
-)
-from proxy.tokens.command_cache import TokenCache, default_cache_path
+from proxy.config.defaults import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, DEFAULT_PROFILE
 
-# The rest of the package (aiohttp above all) is imported by the commands that use
-# it: `criteo-proxy token` answering from its cache starts in a third of the time.
+# Everything else (asyncio and aiohttp above all, the config loader, json) is
+# imported by the commands that use it: `criteo-proxy token` answering from its
+# cache, `--help` and `status` start at about the speed of a bare Python
+# (tests/cli/test_startup_imports.py, tests/bench/startup.py).
+TYPE_CHECKING = False  # not typing's: importing typing costs a cached token's start
 if TYPE_CHECKING:
+    from typing import NoReturn, TextIO
+
+    from proxy.config.schema import Config
     from proxy.tokens.provider import Grant, Token
 
-log = logging.getLogger("criteo_proxy.cli")
+LOGGER_NAME = "criteo_proxy.cli"
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -45,22 +38,26 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     runner: Callable[[argparse.Namespace], int] = _COMMANDS[command]
     try:
         status = runner(args)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_FAILURE if command == "check" else EXIT_CONFIG_ERROR)
     except KeyboardInterrupt:
         status = 130
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        from proxy.config.schema import ConfigError  # loaded by then if it was raised
+
+        if isinstance(exc, ConfigError):
+            _fail(str(exc), EXIT_FAILURE if command == "check" else EXIT_CONFIG_ERROR)
         _fail(f"unexpected error: {type(exc).__name__}: {exc}", EXIT_FAILURE)
     sys.exit(status)
 
 
-@dataclass(slots=True)
 class _Output:
     """How the command's own lines look: for people, or (``run --log-format json``)
     one JSON object per line, like every log line, since in a container stdout and
-    stderr end in the same log pipeline."""
+    stderr end in the same log pipeline. (Not a dataclass: see the imports.)"""
 
-    json: bool = False
+    __slots__ = ("json",)
+
+    def __init__(self) -> None:
+        self.json = False
 
 
 _output = _Output()
@@ -70,7 +67,7 @@ def _say(message: str, *, stream: TextIO, level: str = "info", **fields: object)
     if _output.json:
         from proxy.observability.logs import build_json_line
 
-        line = build_json_line(time.time(), level, log.name, message, fields)
+        line = build_json_line(time.time(), level, LOGGER_NAME, message, fields)
     else:
         line = f"{PROG}: {message}"
     stream.write(line + "\n")  # one write: the log writer thread shares stderr
@@ -88,6 +85,8 @@ def _load(
     *,
     require_credentials: bool = True,
 ) -> Config:
+    from proxy.config.loader import load_config
+
     overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if flag in args}
     return load_config(
         getattr(args, "config", None),
@@ -161,6 +160,9 @@ def _check_one(config: Config) -> int:
 
 def _check_line(config: Config) -> bool:
     """One profile, one line on stdout: OK with what it found, or FAILED and why."""
+    import asyncio
+
+    from proxy.config.schema import ConfigError
     from proxy.tokens.provider import TokenError
 
     listen = config.listen.unix_socket or f"{config.listen.host}:{config.listen.port}"
@@ -179,6 +181,13 @@ def _check_line(config: Config) -> bool:
 
 
 def _token(args: argparse.Namespace) -> int:
+    from proxy.cli.cached_token import find_cached_token
+    from proxy.tokens.command_cache import TokenCache, default_cache_path
+
+    cached = None if args.fresh else find_cached_token(args, os.environ)
+    if cached is not None:  # the common case, answered before the config is loaded
+        print(cached, flush=True)
+        return 0
     config = _load(args).profile(args.profile or DEFAULT_PROFILE)
     cache = TokenCache(
         default_cache_path(config.name, os.environ),
@@ -202,6 +211,8 @@ def _fetch_token_or_fail(
     config: Config, grant: Grant | None = None, *, failure_prefix: str = ""
 ) -> Token:
     """One token for a one-shot command; a refusal is its one-line failure (exit 1)."""
+    import asyncio
+
     from proxy.tokens.provider import TokenError
 
     try:
@@ -252,6 +263,7 @@ async def _serve_demo(config: Config) -> None:
 
 
 def _authorize(args: argparse.Namespace) -> int:
+    from proxy.config.schema import ConfigError
     from proxy.config.validation import validate_redirect_uri
     from proxy.tokens.consent import build_consent_url, parse_landing_url
     from proxy.tokens.grants import AuthorizationCodeGrant
@@ -311,10 +323,12 @@ def _status(args: argparse.Namespace) -> int:
     _configure_one_shot_logging(args, config)
     try:
         target = build_status_target(config, args.url)
-        report = asyncio.run(fetch_status(target))
+        report = fetch_status(target)
     except StatusUnavailable as exc:
         _fail(str(exc), EXIT_FAILURE)
     if args.json:
+        import json
+
         print(json.dumps(report.status, indent=2), flush=True)
     else:
         print("\n".join(render_report(report)), flush=True)

@@ -15,8 +15,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
-import yaml
-
 from proxy.config.profiles import check_profiles_apart, merge_profiles
 from proxy.config.schema import (
     CLIENT_ID_ENV_VAR,
@@ -189,6 +187,8 @@ def _read_yaml(path: str) -> dict[str, object]:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: config file is not UTF-8 text") from exc
+    import yaml  # here: a command run without a file (a cached token) never loads it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

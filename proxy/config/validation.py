@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import ssl
 from typing import Final
 
-from proxy.config.addresses import parse_host, parse_origin, parse_url
+from proxy.config.addresses import parse_host, parse_origin, parse_plain_url, parse_url
 from proxy.config.schema import Config, ConfigError
 
 # The history is memory only: bounded in count here, and in bytes by history.py.
@@ -114,6 +113,11 @@ def validate_redirect_uri(key: str, value: str) -> None:
 
 def _validate_http_url(key: str, value: str, *, query_allowed: bool = False) -> None:
     shown = repr(value) if "@" not in value else "a URL with user info (not shown)"
+    plain = parse_plain_url(value)  # nearly every URL: read without yarl
+    if plain is not None:
+        if plain.query and not query_allowed:
+            raise ConfigError(f"{key}: must not carry a query, got {shown}")
+        return
     url = parse_url(value)
     if url is None or url.scheme not in ("http", "https") or not url.raw_host:
         raise ConfigError(
@@ -128,6 +132,8 @@ def _validate_http_url(key: str, value: str, *, query_allowed: bool = False) -> 
 
 
 def _validate_ca_file(path: str) -> None:
+    import ssl  # here: only a config with a CA file pays for it
+
     try:
         ssl.create_default_context(cafile=path)
     except ssl.SSLError as exc:  # before OSError: SSLError is one
