@@ -230,6 +230,7 @@ async def _fetch_token(config: Config, grant: Grant | None) -> Token:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from proxy.cli.demo import move_off_a_taken_port
     from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from proxy.observability.logs import configure_logging
     from proxy.server.serving import run_event_loop
@@ -238,13 +239,18 @@ def _demo(args: argparse.Namespace) -> int:
     environ = dict(os.environ)
     environ.update({CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID, CLIENT_SECRET_ENV_VAR: DEMO_CLIENT_SECRET})
     config = _load(args, environ)
+    # A port given with --port is meant: taken, it is the usual error.
+    left_port = None
+    if "port" not in args:
+        config, left_port = move_off_a_taken_port(config)
     configure_logging(config.logging.level, config.logging.format)
-    run_event_loop(_serve_demo(config))
+    run_event_loop(_serve_demo(config, left_port))
     return 0
 
 
-async def _serve_demo(config: Config) -> None:
+async def _serve_demo(config: Config, left_port: int | None) -> None:
     from proxy.cli.demo import build_demo_config, running_fake_criteo
+    from proxy.fakes.criteo import LIVE_API_VERSION
     from proxy.server.serving import serve
 
     async with running_fake_criteo() as fake_url:
@@ -253,9 +259,23 @@ async def _serve_demo(config: Config) -> None:
             _announce(profile, urls)
             if profile != DEFAULT_PROFILE:
                 return
-            print(f"{PROG} demo: a fake Criteo API answers on {fake_url}", flush=True)
-            print("Try it (Ctrl-C stops the demo):", flush=True)
-            print(f"  curl {urls[0]}/2025-10/advertisers/me", flush=True)
+            proxy_url = urls[0]
+            lines = []
+            if left_port is not None:
+                port = proxy_url.rsplit(":", 1)[-1]
+                lines.append(
+                    f"{PROG} demo: port {left_port} is in use: serving on port {port} instead "
+                    "(--port N picks one)"
+                )
+            lines += [
+                f"{PROG} demo: a fake Criteo API answers on {fake_url}",
+                "Try it (Ctrl-C stops the demo):",
+                f"  curl {proxy_url}/{LIVE_API_VERSION}/advertisers/me",
+                f"The console, in a browser: {proxy_url}/_proxy/",
+            ]
+            # One write: the log writer thread shares the terminal.
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
 
         await serve(
             build_demo_config(config, fake_url), announce=announce, on_second_signal=_exit_now

@@ -164,11 +164,13 @@ async def test_status_command_reads_a_proxy_on_a_unix_socket_with_its_key(
     server = await start_cli_server("--config", str(config), env=env)
     assert server.url == f"unix:{sock}"
     connector = aiohttp.UnixConnector(path=str(sock))
-    async with aiohttp.ClientSession(connector=connector) as http:
-        async with http.get(
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.get(
             "http://localhost/2025-10/advertisers/me", headers={"X-Proxy-Key": "k-unix-1"}
-        ) as resp:
-            assert resp.status == 200
+        ) as resp,
+    ):
+        assert resp.status == 200
 
     from_config = await run_cli("status", "--config", str(config), env=clean_env())
     assert from_config.returncode == 0, from_config.stderr
