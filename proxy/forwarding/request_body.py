@@ -138,7 +138,10 @@ async def send_continue_if_expected(request: web.Request) -> None:
     if expect is None or request.version < aiohttp.HttpVersion11:
         return
     if expect.lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect[:100]}")
+        raise web.HTTPExpectationFailed(
+            reason="criteo-proxy accepts only Expect: 100-continue",
+            text=f"Unknown Expect: {expect[:100]}",
+        )
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0
 

@@ -243,6 +243,7 @@ def build_request_context(
 def error_response(error: ProxyError, request_id: str) -> web.Response:
     return web.Response(
         status=error.status,
+        reason=error.reason,  # the cause, for tools that show only the status line
         body=build_error_body(error, request_id),
         content_type="application/json",
         headers={ERROR_HEADER: error.code},
@@ -299,6 +300,7 @@ async def ready(request: web.Request) -> web.Response:
                 "backoff_seconds": round(tokens.backoff_remaining_seconds(), 1),
             },
             status=503,
+            reason=exc.reason,
             dumps=compact_json,
         )
     remaining = token.expires_at - request.app[PROCESS].clock()
