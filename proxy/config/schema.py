@@ -89,6 +89,8 @@ class CredentialsConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TokensConfig:
     refresh_margin: float = DEFAULT_REFRESH_MARGIN_SECONDS
+    # Answer clients' own client_credentials token requests with a placeholder (DESIGN 2).
+    local_token_endpoint: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

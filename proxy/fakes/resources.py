@@ -25,7 +25,7 @@ _FORMATS: Final = {"csv": "text/csv", "json": "application/json"}
 
 _ADVERTISERS: Final = {
     "data": [
-        {"id": "12345", "type": "Advertiser", "attributes": {"advertiserName": "Demo advertiser"}}
+        {"id": "12345", "type": "advertiser", "attributes": {"advertiserName": "Demo advertiser"}}
     ],
     "errors": [],
     "warnings": [],

@@ -97,6 +97,11 @@ class RequestBody:
         return self._stream(on_progress or _no_progress)
 
     @property
+    def whole(self) -> bytes | None:
+        """The body's bytes when it was buffered whole; None when it streams."""
+        return b"".join(self._prefix) if self.replayable else None
+
+    @property
     def can_resend(self) -> bool:
         """Buffered, or streamed but not a byte of it sent yet (the connection failed)."""
         return self.replayable or not self._started
