@@ -305,8 +305,7 @@ def _authorize(args: argparse.Namespace) -> int:
         print(
             "Open it in a browser, consent, then run: "
             f"{PROG} authorize --from-url '<the address you land on>'"
-            + (f" --state {args.state}" if args.state else "")
-            + (f" --profile {config.name}" if config.name != DEFAULT_PROFILE else ""),
+            + _follow_up_flags(args, config.name),
             file=sys.stderr,
         )
         return 0
@@ -332,6 +331,20 @@ def _authorize(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _follow_up_flags(args: argparse.Namespace, profile: str) -> str:
+    """The flags this authorize was given that the exchange needs too, shell-quoted."""
+    import shlex
+
+    given = [
+        ("--config", getattr(args, "config", None)),
+        ("--profile", profile if profile != DEFAULT_PROFILE else None),
+        ("--upstream", getattr(args, "upstream", None)),
+        ("--token-url", getattr(args, "token_url", None)),
+        ("--state", args.state),
+    ]
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
 
 
 def _status(args: argparse.Namespace) -> int:
