@@ -15,6 +15,9 @@ DEFAULT_PROFILE: Final = "default"  # the top level of the config (DESIGN 9)
 CONFIG_ENV_VAR: Final = "CRITEO_PROXY_CONFIG"
 CLIENT_ID_ENV_VAR: Final = "CRITEO_CLIENT_ID"
 CLIENT_SECRET_ENV_VAR: Final = "CRITEO_CLIENT_SECRET"  # noqa: S105 - a variable name
+# listen.host where neither --host nor the file sets it (the Docker image: 0.0.0.0, so that
+# arguments after the image name never drop the address its published port needs).
+HOST_ENV_VAR: Final = "CRITEO_PROXY_HOST"
 
 DEFAULT_UPSTREAM_URL: Final = "https://api.criteo.com"
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 60.0
