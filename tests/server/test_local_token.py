@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
-from tests.conftest import StartProxy, assert_absent
+from tests.conftest import StartProxy, assert_absent, raw_request
 from tests.server.conftest import assert_proxy_error
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -196,3 +196,18 @@ async def test_read_only_and_path_rules_do_not_apply_nothing_goes_upstream(
     assert other.status == 405
     assert_proxy_error(await other.json(), "method_not_allowed")
     assert not [r for r in criteo.requests if r.raw_path.startswith("/oauth2")]
+
+
+async def test_an_absolute_form_target_for_another_host_is_refused(
+    start_proxy: StartProxy,
+) -> None:
+    proxy = await start_proxy()
+    assert proxy.port is not None
+    body = CREDENTIALS.encode()
+    request = (
+        "POST http://other.example/oauth2/token HTTP/1.1\r\nHost: other.example\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    answer = await raw_request(proxy.port, request)
+    assert answer.status == 400
+    assert answer.headers["x-criteo-proxy-error"] == "absolute_uri_not_allowed"
