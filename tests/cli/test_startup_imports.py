@@ -24,13 +24,18 @@ SERVER_SIDE = ("proxy.server", "proxy.forwarding", "proxy.console", "proxy.token
 
 
 async def imported_by(*args: str, env: dict[str, str]) -> tuple[CliResult, set[str]]:
-    """Run ``python -X importtime -m proxy ARGS``; its result and every module it imported."""
+    """Run ``python -X importtime -m proxy ARGS``; its result and every module it imported
+    that a bare ``python -c pass`` does not (under coverage, coverage's own imports)."""
+    result, modules = await _imports("-m", "proxy", *args, env=env)
+    _, bare = await _imports("-c", "pass", env=env)
+    return result, modules - bare
+
+
+async def _imports(*args: str, env: dict[str, str]) -> tuple[CliResult, set[str]]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-X",
         "importtime",
-        "-m",
-        "proxy",
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
