@@ -20,9 +20,14 @@ RUN /opt/venv/bin/pip install --no-cache-dir ".[speed]" \
 
 # --- runtime: the venv only, run as an unprivileged user --------------------
 FROM ${BASE_IMAGE}
+# CRITEO_PROXY_HOST: inside the container the proxy listens on all interfaces, to be
+# reachable through a published port. An environment variable, not a CMD of --host: any
+# arguments after the image name (`... criteo-proxy --log-format json`) replace the CMD
+# and would silently bind 127.0.0.1. A config file's listen.host and --host still win.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    CRITEO_PROXY_HOST=0.0.0.0
 # Fixed uid/gid so that volumes (the token store in ~/.config/criteo-proxy)
 # can be chowned from the host; the directory exists so that a named volume
 # mounted there starts owned by this user.
@@ -43,4 +48,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 # when no security.api_keys are set): publish the port on loopback only,
 # e.g. -p 127.0.0.1:8080:8080. The Host allow-list still applies.
 ENTRYPOINT ["criteo-proxy"]
-CMD ["--host", "0.0.0.0"]
+CMD ["run"]

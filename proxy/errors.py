@@ -52,6 +52,27 @@ TITLES: Final[dict[ErrorCode, str]] = {
     "bad_request": "Bad request to a proxy endpoint",
 }
 
+# The status line's reason phrase of each code (DESIGN 1): many tools show only that
+# line ("HTTP Error 502: ..."), so it names the cause. Fixed text, printable ASCII, at
+# most 80 characters, never the standard phrase alone.
+REASONS: Final[dict[ErrorCode, str]] = {
+    "token_request_failed": "Criteo refused the app credentials",
+    "token_endpoint_unavailable": "Criteo token endpoint unavailable, no access token",
+    "upstream_unavailable": "Criteo API unreachable from criteo-proxy",
+    "upstream_timeout": "Criteo API did not answer in time",
+    "host_not_allowed": "Host not allowed by criteo-proxy",
+    "origin_not_allowed": "Browser origin not allowed by criteo-proxy",
+    "absolute_uri_not_allowed": "Absolute request target refused by criteo-proxy",
+    "method_not_allowed": "Method refused by criteo-proxy read_only mode",
+    "path_not_allowed": "Path refused by criteo-proxy path rules",
+    "proxy_key_required": "criteo-proxy needs a valid X-Proxy-Key",
+    "body_too_large": "Request body over criteo-proxy max_body_bytes",
+    "body_timeout": "Request body stalled before criteo-proxy got it all",
+    "rate_limited": "Criteo rate limit: the wait would pass criteo-proxy max_wait",
+    "not_found": "No such criteo-proxy endpoint",
+    "bad_request": "Bad parameter for a criteo-proxy endpoint",
+}
+
 
 # Whose side each error is on (DESIGN 1), for the console's "who": what the person
 # who saw "error" can do about it. token_endpoint_unavailable is "network" here, and
@@ -92,6 +113,10 @@ class ProxyError(Exception):
     @property
     def who(self) -> Who:
         return WHO[self.code]
+
+    @property
+    def reason(self) -> str:
+        return REASONS[self.code]
 
 
 def build_error_body(error: ProxyError, request_id: str) -> bytes:

@@ -148,6 +148,7 @@ class RawResponse:
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     header_lines: list[tuple[str, str]]
     body: bytes
+    reason: str = ""  # the status line's reason phrase, as sent
 
 
 async def raw_request(port: int, data: bytes, *, host: str = "127.0.0.1") -> RawResponse:
@@ -164,7 +165,8 @@ async def raw_request(port: int, data: bytes, *, host: str = "127.0.0.1") -> Raw
 async def read_raw_response(reader: asyncio.StreamReader) -> RawResponse:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
+    _, status_text, reason = [*lines[0].split(" ", 2), ""][:3]
+    status = int(status_text)
     header_lines = []
     for line in lines[1:]:
         if line:
@@ -186,7 +188,7 @@ async def read_raw_response(reader: asyncio.StreamReader) -> RawResponse:
             await reader.readexactly(2)
     else:
         body = await reader.read()
-    return RawResponse(status, headers, header_lines, body)
+    return RawResponse(status, headers, header_lines, body, reason)
 
 
 # --- the installed command, as a subprocess --------------------------------------------

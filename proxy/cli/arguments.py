@@ -4,10 +4,15 @@ usage errors in one line. Part of the command-line layer with ``cli``."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+import os
+import sys
 
 from proxy import __version__
-from proxy.config.schema import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR
+from proxy.config.defaults import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a cached token's start
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 PROG = "criteo-proxy"
 EXIT_FAILURE = 1
@@ -24,10 +29,41 @@ FLAG_KEYS = {
 }
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's, as wide as the terminal, found without importing shutil: argparse
+    makes one per add_argument, so every command, a cached token included, paid for it."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _terminal_columns() - 2  # as argparse does
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, like every other error of ours."""
 
     def __init__(self, *args: Any, error_status: int = EXIT_CONFIG_ERROR, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
         self._error_status = error_status
 
@@ -77,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Credentials come from {CLIENT_ID_ENV_VAR} and {CLIENT_SECRET_ENV_VAR}.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # prog given: argparse would otherwise format one, importing shutil for the terminal size.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
     commands.add_parser("run", parents=[common], help="serve (the default)")
     check = commands.add_parser(
         "check",

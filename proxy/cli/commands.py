@@ -6,38 +6,29 @@ The only module that prints to the terminal or exits.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from proxy.cli.arguments import EXIT_CONFIG_ERROR, EXIT_FAILURE, FLAG_KEYS, PROG, build_parser
-from proxy.config.loader import load_config
-from proxy.config.schema import (
-    CLIENT_ID_ENV_VAR,
-    CLIENT_SECRET_ENV_VAR,
-    DEFAULT_PROFILE,
-    Config,
-    ConfigError,
-)
-from proxy.tokens.command_cache import TokenCache, default_cache_path
+from proxy.config.defaults import CLIENT_ID_ENV_VAR, CLIENT_SECRET_ENV_VAR, DEFAULT_PROFILE
 
-# The rest of the package (aiohttp above all) is imported by the commands that use
-# it: `criteo-proxy token` answering from its cache starts in a third of the time.
+# Everything else (asyncio and aiohttp above all, the config loader, json) is
+# imported by the commands that use it: `criteo-proxy token` answering from its
+# cache, `--help` and `status` start at about the speed of a bare Python
+# (tests/cli/test_startup_imports.py, tests/bench/startup.py).
+TYPE_CHECKING = False  # not typing's: importing typing costs a cached token's start
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from typing import NoReturn, TextIO
 
+    from proxy.config.schema import Config
     from proxy.coordination.member import Member
     from proxy.tokens.token import Grant, Token
 
     MakeGrant = Callable[[Member | None], Grant]  # the grant, once the fleet member is known
 
-log = logging.getLogger("criteo_proxy.cli")
+LOGGER_NAME = "criteo_proxy.cli"
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -50,22 +41,26 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     runner: Callable[[argparse.Namespace], int] = _COMMANDS[command]
     try:
         status = runner(args)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_FAILURE if command == "check" else EXIT_CONFIG_ERROR)
     except KeyboardInterrupt:
         status = 130
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        from proxy.config.schema import ConfigError  # loaded by then if it was raised
+
+        if isinstance(exc, ConfigError):
+            _fail(str(exc), EXIT_FAILURE if command == "check" else EXIT_CONFIG_ERROR)
         _fail(f"unexpected error: {type(exc).__name__}: {exc}", EXIT_FAILURE)
     sys.exit(status)
 
 
-@dataclass(slots=True)
 class _Output:
     """How the command's own lines look: for people, or (``run --log-format json``)
     one JSON object per line, like every log line, since in a container stdout and
-    stderr end in the same log pipeline."""
+    stderr end in the same log pipeline. (Not a dataclass: see the imports.)"""
 
-    json: bool = False
+    __slots__ = ("json",)
+
+    def __init__(self) -> None:
+        self.json = False
 
 
 _output = _Output()
@@ -75,7 +70,7 @@ def _say(message: str, *, stream: TextIO, level: str = "info", **fields: object)
     if _output.json:
         from proxy.observability.logs import build_json_line
 
-        line = build_json_line(time.time(), level, log.name, message, fields)
+        line = build_json_line(time.time(), level, LOGGER_NAME, message, fields)
     else:
         line = f"{PROG}: {message}"
     stream.write(line + "\n")  # one write: the log writer thread shares stderr
@@ -93,6 +88,8 @@ def _load(
     *,
     require_credentials: bool = True,
 ) -> Config:
+    from proxy.config.loader import load_config
+
     overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if flag in args}
     return load_config(
         getattr(args, "config", None),
@@ -169,6 +166,9 @@ def _check_one(config: Config) -> int:
 
 def _check_line(config: Config) -> bool:
     """One profile, one line on stdout: OK with what it found, or FAILED and why."""
+    import asyncio
+
+    from proxy.config.schema import ConfigError
     from proxy.tokens.token import TokenError
 
     listen = config.listen.unix_socket or f"{config.listen.host}:{config.listen.port}"
@@ -189,6 +189,13 @@ def _check_line(config: Config) -> bool:
 
 
 def _token(args: argparse.Namespace) -> int:
+    from proxy.cli.cached_token import find_cached_token
+    from proxy.tokens.command_cache import TokenCache, default_cache_path
+
+    cached = None if args.fresh else find_cached_token(args, os.environ)
+    if cached is not None:  # the common case, answered before the config is loaded
+        print(cached, flush=True)
+        return 0
     config = _load(args).profile(args.profile or DEFAULT_PROFILE)
     cache = TokenCache(
         default_cache_path(config.name, os.environ),
@@ -216,6 +223,8 @@ def _fetch_token_or_fail(
     coordination: list[str] | None = None,
 ) -> Token:
     """One token for a one-shot command; a refusal is its one-line failure (exit 1)."""
+    import asyncio
+
     from proxy.tokens.token import TokenError
 
     try:
@@ -256,6 +265,7 @@ async def _fetch_token(
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from proxy.cli.demo import move_off_a_taken_port
     from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from proxy.observability.logs import configure_logging
     from proxy.server.serving import run_event_loop
@@ -264,13 +274,18 @@ def _demo(args: argparse.Namespace) -> int:
     environ = dict(os.environ)
     environ.update({CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID, CLIENT_SECRET_ENV_VAR: DEMO_CLIENT_SECRET})
     config = _load(args, environ)
+    # A port given with --port is meant: taken, it is the usual error.
+    left_port = None
+    if "port" not in args:
+        config, left_port = move_off_a_taken_port(config)
     configure_logging(config.logging.level, config.logging.format)
-    run_event_loop(_serve_demo(config))
+    run_event_loop(_serve_demo(config, left_port))
     return 0
 
 
-async def _serve_demo(config: Config) -> None:
+async def _serve_demo(config: Config, left_port: int | None) -> None:
     from proxy.cli.demo import build_demo_config, running_fake_criteo
+    from proxy.fakes.criteo import LIVE_API_VERSION
     from proxy.server.serving import serve
 
     async with running_fake_criteo() as fake_url:
@@ -279,9 +294,23 @@ async def _serve_demo(config: Config) -> None:
             _announce(profile, urls)
             if profile != DEFAULT_PROFILE:
                 return
-            print(f"{PROG} demo: a fake Criteo API answers on {fake_url}", flush=True)
-            print("Try it (Ctrl-C stops the demo):", flush=True)
-            print(f"  curl {urls[0]}/2025-10/advertisers/me", flush=True)
+            proxy_url = urls[0]
+            lines = []
+            if left_port is not None:
+                port = proxy_url.rsplit(":", 1)[-1]
+                lines.append(
+                    f"{PROG} demo: port {left_port} is in use: serving on port {port} instead "
+                    "(--port N picks one)"
+                )
+            lines += [
+                f"{PROG} demo: a fake Criteo API answers on {fake_url}",
+                "Try it (Ctrl-C stops the demo):",
+                f"  curl {proxy_url}/{LIVE_API_VERSION}/advertisers/me",
+                f"The console, in a browser: {proxy_url}/_proxy/",
+            ]
+            # One write: the log writer thread shares the terminal.
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
 
         await serve(
             build_demo_config(config, fake_url), announce=announce, on_second_signal=_exit_now
@@ -289,6 +318,7 @@ async def _serve_demo(config: Config) -> None:
 
 
 def _authorize(args: argparse.Namespace) -> int:
+    from proxy.config.schema import ConfigError
     from proxy.config.validation import validate_redirect_uri
     from proxy.tokens.consent import build_consent_url, parse_landing_url
     from proxy.tokens.grants import AuthorizationCodeGrant
@@ -310,8 +340,7 @@ def _authorize(args: argparse.Namespace) -> int:
         print(
             "Open it in a browser, consent, then run: "
             f"{PROG} authorize --from-url '<the address you land on>'"
-            + (f" --state {args.state}" if args.state else "")
-            + (f" --profile {config.name}" if config.name != DEFAULT_PROFILE else ""),
+            + _follow_up_flags(args, config.name),
             file=sys.stderr,
         )
         return 0
@@ -343,6 +372,20 @@ def _authorize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _follow_up_flags(args: argparse.Namespace, profile: str) -> str:
+    """The flags this authorize was given that the exchange needs too, shell-quoted."""
+    import shlex
+
+    given = [
+        ("--config", getattr(args, "config", None)),
+        ("--profile", profile if profile != DEFAULT_PROFILE else None),
+        ("--upstream", getattr(args, "upstream", None)),
+        ("--token-url", getattr(args, "token_url", None)),
+        ("--state", args.state),
+    ]
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
+
+
 def _status(args: argparse.Namespace) -> int:
     from proxy.cli.status_client import StatusUnavailable, build_status_target, fetch_status
     from proxy.cli.status_report import render_report
@@ -352,10 +395,12 @@ def _status(args: argparse.Namespace) -> int:
     _configure_one_shot_logging(args, config)
     try:
         target = build_status_target(config, args.url)
-        report = asyncio.run(fetch_status(target))
+        report = fetch_status(target)
     except StatusUnavailable as exc:
         _fail(str(exc), EXIT_FAILURE)
     if args.json:
+        import json
+
         print(json.dumps(report.status, indent=2), flush=True)
     else:
         print("\n".join(render_report(report)), flush=True)

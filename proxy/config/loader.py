@@ -15,8 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
-import yaml
-
+from proxy.config.defaults import HOST_ENV_VAR
 from proxy.config.profiles import check_profiles_apart, merge_profiles
 from proxy.config.schema import (
     CLIENT_ID_ENV_VAR,
@@ -56,6 +55,7 @@ def load_config(
     env = os.environ if environ is None else environ
     path = path or env.get(CONFIG_ENV_VAR) or None
     raw = _read_yaml(path) if path else {}
+    _apply_host_from_environment(raw, env.get(HOST_ENV_VAR))
     profiles = raw.pop("profiles", None)
     # --host / --port are the default profile's; the other flags name shared sections.
     listen_flags = {k: v for k, v in (overrides or {}).items() if k.startswith("listen.")}
@@ -76,6 +76,18 @@ def load_config(
         require_credentials=require_credentials,
         profile_base=raw,
     )
+
+
+def _apply_host_from_environment(raw: dict[str, object], host: str | None) -> None:
+    """$CRITEO_PROXY_HOST is listen.host unless the file says otherwise (and --host, an
+    override, wins over both); profiles inherit it as they inherit the file's."""
+    if not host:
+        return
+    listen = raw.get("listen")
+    if listen is None:
+        raw["listen"] = {"host": host}
+    elif isinstance(listen, dict) and "host" not in listen:
+        raw["listen"] = {**listen, "host": host}
 
 
 def _apply_flags(raw: dict[str, object], flags: Mapping[str, object]) -> None:
@@ -191,6 +203,8 @@ def _read_yaml(path: str) -> dict[str, object]:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: config file is not UTF-8 text") from exc
+    import yaml  # here: a command run without a file (a cached token) never loads it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

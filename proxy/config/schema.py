@@ -7,16 +7,18 @@ YAML, the environment and the flags into these; nothing here reads anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Literal
+
+# Re-exported: the names were born here, and the rest of the package reads them here.
+from proxy.config.defaults import CLIENT_ID_ENV_VAR as CLIENT_ID_ENV_VAR
+from proxy.config.defaults import CLIENT_SECRET_ENV_VAR as CLIENT_SECRET_ENV_VAR
+from proxy.config.defaults import CONFIG_ENV_VAR as CONFIG_ENV_VAR
+from proxy.config.defaults import DEFAULT_PROFILE as DEFAULT_PROFILE
+from proxy.config.defaults import DEFAULT_REFRESH_MARGIN_SECONDS, DEFAULT_UPSTREAM_URL
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 GrantType = Literal["client_credentials", "authorization_code"]
-
-DEFAULT_PROFILE: Final = "default"  # the top level of the config (DESIGN 9)
-CONFIG_ENV_VAR: Final = "CRITEO_PROXY_CONFIG"
-CLIENT_ID_ENV_VAR: Final = "CRITEO_CLIENT_ID"
-CLIENT_SECRET_ENV_VAR: Final = "CRITEO_CLIENT_SECRET"  # noqa: S105 - a variable name
 
 
 class ConfigError(Exception):
@@ -61,7 +63,7 @@ class ListenConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamConfig:
-    url: str = "https://api.criteo.com"
+    url: str = DEFAULT_UPSTREAM_URL
     token_url: str | None = None
     connect_timeout: float = 10.0
     response_timeout: float = 120.0
@@ -86,7 +88,9 @@ class CredentialsConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TokensConfig:
-    refresh_margin: float = 60.0
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN_SECONDS
+    # Answer clients' own client_credentials token requests with a placeholder (DESIGN 2).
+    local_token_endpoint: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

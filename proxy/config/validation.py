@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import importlib.util
 import re
-import ssl
 from typing import Final
 
 from proxy.config.addresses import (
     parse_host,
     parse_origin,
+    parse_plain_url,
     parse_redis_url,
     parse_url,
     shown_redis_url,
@@ -117,6 +114,8 @@ def _validate_coordination(config: Config) -> None:
         )
     if coordination.ca_file is not None:
         _validate_ca_file(coordination.ca_file, key="coordination.ca_file")
+    import importlib.util  # here: only a config with coordination pays for it
+
     missing = [name for name in COORDINATION_LIBRARIES if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigError(
@@ -127,6 +126,9 @@ def _validate_coordination(config: Config) -> None:
 
 def decode_encryption_key(key: str, text: str) -> bytes:
     """The bytes of a base64 key of at least 32 bytes; the error never shows the value."""
+    import base64
+    import binascii
+
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -176,6 +178,11 @@ def validate_redirect_uri(key: str, value: str) -> None:
 
 def _validate_http_url(key: str, value: str, *, query_allowed: bool = False) -> None:
     shown = repr(value) if "@" not in value else "a URL with user info (not shown)"
+    plain = parse_plain_url(value)  # nearly every URL: read without yarl
+    if plain is not None:
+        if plain.query and not query_allowed:
+            raise ConfigError(f"{key}: must not carry a query, got {shown}")
+        return
     url = parse_url(value)
     if url is None or url.scheme not in ("http", "https") or not url.raw_host:
         raise ConfigError(
@@ -190,6 +197,8 @@ def _validate_http_url(key: str, value: str, *, query_allowed: bool = False) -> 
 
 
 def _validate_ca_file(path: str, *, key: str = "upstream.ca_file") -> None:
+    import ssl  # here: only a config with a CA file pays for it
+
     try:
         ssl.create_default_context(cafile=path)
     except ssl.SSLError as exc:  # before OSError: SSLError is one

@@ -6,10 +6,13 @@ which run it as a real aiohttp server on loopback and inspect what it saw.
 - ``POST /oauth2/token`` and ``GET /_fake/consent``: see ``oauth``.
 - Every other path demands a valid, unexpired Bearer token and answers 401 in
   Criteo's error envelope otherwise.
-- ``GET /{version}/advertisers/me`` and ``/marketing-solutions/me`` answer
-  like Criteo; a deprecated version says so in headers, in the envelope's
-  ``warnings``, or both (``deprecation_signal``); ``/{version}/echo/...`` answers
-  with what it received; a test can put its own handler on any path with ``handlers``.
+- ``GET /{version}/advertisers/me``, ``/marketing-solutions/me`` and
+  ``/retail-media/accounts``, and ``POST /{version}/statistics/report`` (see
+  ``resources``) answer like Criteo, under any version it has not retired; every
+  other path gets Criteo's 404 envelope. A deprecated version says so in headers, in
+  the envelope's ``warnings``, or both (``deprecation_signal``). ``/{version}/echo/...``
+  answers with what it received; a test can put its own handler on any path with
+  ``handlers``.
 """
 
 from __future__ import annotations
@@ -20,14 +23,27 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.fakes.oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeAuthorizationServer
+from proxy.fakes.resources import CANNED_ANSWERS, ReportRequestError, build_report
 
-__all__ = ["DEMO_CLIENT_ID", "DEMO_CLIENT_SECRET", "FakeCriteo", "SeenRequest"]
+__all__ = [
+    "DEMO_CLIENT_ID",
+    "DEMO_CLIENT_SECRET",
+    "LIVE_API_VERSION",
+    "FakeCriteo",
+    "SeenRequest",
+]
+
+# A version Criteo serves today (../shared/CRITEO.md: 2026-07 until about July 2027).
+# The one place the README's examples and the demo's curl line take it from: when
+# Criteo retires it, change it here and in the README (tests/docs/test_readme.py
+# checks that both agree).
+LIVE_API_VERSION: Final = "2026-07"
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -211,23 +227,16 @@ class FakeCriteo(FakeAuthorizationServer):
                     "bodySha256": hashlib.sha256(body).hexdigest(),
                 }
             )
-        if request.method == "GET" and segments[1:] in (
-            ["advertisers", "me"],
-            ["marketing-solutions", "me"],
-        ):
-            return web.json_response(
-                {
-                    "data": [
-                        {
-                            "id": "12345",
-                            "type": "Advertiser",
-                            "attributes": {"advertiserName": "Demo advertiser"},
-                        }
-                    ],
-                    "errors": [],
-                    "warnings": [],
-                }
-            )
+        resource = "/".join(segments[1:])
+        answer = CANNED_ANSWERS.get((request.method, resource))
+        if answer is not None:
+            return web.json_response(answer)
+        if request.method == "POST" and resource == "statistics/report":
+            try:
+                content_type, report = build_report(body)
+            except ReportRequestError as exc:
+                return _criteo_error(400, "validation", "invalid-request", str(exc))
+            return web.Response(body=report, content_type=content_type)
         return _criteo_error(404, "validation", "resource-not-found", "Resource not found")
 
 

@@ -92,24 +92,31 @@ class Forwarder:
             f"upstream.response_timeout ({settings.response_timeout_seconds:g} s)"
         )
 
-    async def handle(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+    async def read_body(self, request: web.Request) -> RequestBody:
+        """The client's body, buffered up to retry.body_limit (streamed beyond)."""
+        if not request.body_exists:
+            return NO_BODY
+        settings = self._settings
+        return await RequestBody.read(
+            request,
+            retry_limit_bytes=settings.retry_body_limit_bytes,
+            max_body_bytes=settings.max_body_bytes,
+            idle_timeout_seconds=settings.response_timeout_seconds,
+        )
+
+    async def handle(
+        self, request: web.Request, exchange: Exchange, body: RequestBody | None = None
+    ) -> web.StreamResponse:
         """Send, then the three rules, in one place: a 401 is replayed once with a new
         token (3.2), a 429 once after the reset (3.5), a transient failure up to
         retry.transient.attempts times (10). Each rule counts on its own: a request
-        that met a 401 and then a 503 is retried once for each."""
+        that met a 401 and then a 503 is retried once for each. BODY: when the caller
+        has read it already (the local token endpoint, to look inside)."""
         path_and_query = exchange.target
         settings = self._settings
         url = build_upstream_url(settings.upstream_url, path_and_query)
-        body = (
-            await RequestBody.read(
-                request,
-                retry_limit_bytes=settings.retry_body_limit_bytes,
-                max_body_bytes=settings.max_body_bytes,
-                idle_timeout_seconds=settings.response_timeout_seconds,
-            )
-            if request.body_exists
-            else NO_BODY
-        )
+        if body is None:
+            body = await self.read_body(request)
         # /oauth2/... goes as the client sent it: no token, so no 401 or 429 rule either.
         tokens = self._tokens
         token = (

@@ -97,6 +97,11 @@ class RequestBody:
         return self._stream(on_progress or _no_progress)
 
     @property
+    def whole(self) -> bytes | None:
+        """The body's bytes when it was buffered whole; None when it streams."""
+        return b"".join(self._prefix) if self.replayable else None
+
+    @property
     def can_resend(self) -> bool:
         """Buffered, or streamed but not a byte of it sent yet (the connection failed)."""
         return self.replayable or not self._started
@@ -138,7 +143,10 @@ async def send_continue_if_expected(request: web.Request) -> None:
     if expect is None or request.version < aiohttp.HttpVersion11:
         return
     if expect.lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect[:100]}")
+        raise web.HTTPExpectationFailed(
+            reason="criteo-proxy accepts only Expect: 100-continue",
+            text=f"Unknown Expect: {expect[:100]}",
+        )
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0
 

@@ -16,8 +16,6 @@ import time
 from contextvars import ContextVar
 from typing import Final, TextIO
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 from proxy.config.schema import LogFormat, LogLevel
 
 _MAX_BUFFERED_LINES: Final = 100_000
@@ -110,7 +108,9 @@ class MalformedRequestFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
+        # Only aiohttp's server raises it: a command that never loaded aiohttp has none.
+        http_exceptions = sys.modules.get("aiohttp.http_exceptions")
+        if http_exceptions is not None and isinstance(exc, http_exceptions.HttpProcessingError):
             first_line = str(exc.message).strip().splitlines()[0] if exc.message else ""
             record.msg = "rejected a malformed request: %s %s"
             record.args = (exc.code, first_line[:200])

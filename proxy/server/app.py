@@ -29,6 +29,7 @@ from proxy.observability.logs import CURRENT_PROFILE
 from proxy.observability.metrics import METRICS_CONTENT_TYPE
 from proxy.observability.request_ids import pick_request_id
 from proxy.server.guards import GuardPolicy, admit
+from proxy.server.local_token import LOCAL_TOKEN_PATH, build_local_token_responder
 from proxy.server.state import (
     ProcessState,
     ProfileState,
@@ -61,8 +62,11 @@ def build_app(
         process.listening.set()
     profile = build_profile_state(profile_name, config, process.metrics)
     process.profiles[profile_name] = profile
+    local_token = config.tokens.local_token_endpoint
     policy = GuardPolicy.from_config(
-        config.security, console_cookie=f"criteo_proxy_console_{profile_name}"
+        config.security,
+        console_cookie=f"criteo_proxy_console_{profile_name}",
+        rules_applied_by_handler=frozenset({LOCAL_TOKEN_PATH}) if local_token else frozenset(),
     )
     serving = build_request_context(policy, process, profile)
     app = web.Application()
@@ -87,6 +91,12 @@ def build_app(
     if process.config.console.enabled:
         add_console_routes(add_route, process, profile, policy)
     add_route("*", "/_proxy/{tail:.*}", reserved_not_found)
+    if local_token:
+        router.add_post(
+            LOCAL_TOKEN_PATH,
+            serving(build_local_token_responder(policy, process, profile, FORWARDER)),
+            expect_handler=defer_expect,
+        )
     router.add_route("*", "/{tail:.*}", serving(forward_request), expect_handler=defer_expect)
     return app
 
@@ -192,6 +202,7 @@ def build_request_context(
 def error_response(error: ProxyError, request_id: str) -> web.Response:
     return web.Response(
         status=error.status,
+        reason=error.reason,  # the cause, for tools that show only the status line
         body=build_error_body(error, request_id),
         content_type="application/json",
         headers={ERROR_HEADER: error.code},
@@ -251,6 +262,7 @@ async def ready(request: web.Request) -> web.Response:
                 "backoff_seconds": round(tokens.backoff_remaining_seconds(), 1),
             },
             status=503,
+            reason=exc.reason,
             dumps=compact_json,
         )
     remaining = token.expires_at - request.app[PROCESS].clock()

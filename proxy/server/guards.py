@@ -47,6 +47,9 @@ class GuardPolicy:
     allow_paths: tuple[re.Pattern[str], ...]
     deny_paths: tuple[re.Pattern[str], ...]
     api_keys: tuple[bytes, ...] = field(repr=False)
+    # Routes whose handler applies read_only and the path rules itself, to what it sends
+    # upstream (the local token endpoint: what it answers goes nowhere).
+    rules_applied_by_handler: frozenset[str] = frozenset()
     console_sessions: ConsoleSessions = field(
         default_factory=lambda: ConsoleSessions("criteo_proxy_console"), repr=False
     )
@@ -55,7 +58,11 @@ class GuardPolicy:
 
     @classmethod
     def from_config(
-        cls, security: SecurityConfig, *, console_cookie: str = "criteo_proxy_console"
+        cls,
+        security: SecurityConfig,
+        *,
+        console_cookie: str = "criteo_proxy_console",
+        rules_applied_by_handler: frozenset[str] = frozenset(),
     ) -> GuardPolicy:
         hosts = {parse_host(entry) for entry in security.allowed_hosts}
         return cls(
@@ -69,6 +76,7 @@ class GuardPolicy:
             deny_paths=tuple(re.compile(p, re.IGNORECASE) for p in security.deny_paths),
             api_keys=tuple(key.reveal().encode() for key in security.api_keys),
             console_sessions=ConsoleSessions(console_cookie),
+            rules_applied_by_handler=rules_applied_by_handler,
         )
 
     def has_valid_proxy_key(self, offered: str | None) -> bool:
@@ -296,7 +304,8 @@ def admit(policy: GuardPolicy, request: web.Request, exchange: Exchange) -> web.
                 "(a restart of the proxy ends the console's sessions)"
             )
         raise ProxyError(401, "proxy_key_required", detail)
-    check_method_and_path(
-        policy, request.method, request.path, exchange.target, reserved=exchange.reserved
-    )
+    if route_path not in policy.rules_applied_by_handler:
+        check_method_and_path(
+            policy, request.method, request.path, exchange.target, reserved=exchange.reserved
+        )
     return None

@@ -90,5 +90,10 @@ def catch_stop_signals(on_second_signal: Callable[[], None]) -> asyncio.Event:
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        try:
+            loop.add_signal_handler(sig, on_signal)
+        except NotImplementedError:
+            # Windows' loops: Ctrl-C cancels the serving task instead (asyncio.run), and
+            # serve's cleanup still runs.
+            log.debug("no handler for %s on this event loop", sig.name)
     return stop

@@ -56,6 +56,9 @@ class ProcessState:
     # Set on the stop signal (the loop's time): until then, a refresh token being rotated
     # may still be stored (listen.shutdown_grace).
     shutdown_deadline: float | None = None
+    # Client ids other than a profile's that asked the local token endpoint: each is
+    # logged once per process.
+    local_token_client_ids: set[str] = field(default_factory=set)
 
 
 def build_process_state(config: Config, *, clock: Clock) -> ProcessState:

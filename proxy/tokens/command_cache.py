@@ -16,25 +16,33 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import os
 import stat
 import time
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Final
 
-from proxy.tokens.private_files import write_private_file
+TYPE_CHECKING = False  # not typing's: importing typing costs a cached token's start
+if TYPE_CHECKING:
+    import logging
+    from pathlib import Path
+    from typing import Final
 
-log = logging.getLogger("criteo_proxy.token_cache")
 
 _FORMAT_VERSION: Final = 2  # 2: keyed by the secret's fingerprint too
 _MAX_FILE_BYTES: Final = 64 * 1024  # a token entry is well under 4 KiB
 
 
-def default_cache_path(profile: str, environ: Mapping[str, str]) -> Path:
+def _log() -> logging.Logger:
+    """Only a write logs: a cache hit does not import logging (it starts as fast as Python)."""
+    import logging
+
+    return logging.getLogger("criteo_proxy.token_cache")
+
+
+def default_cache_path(profile: str, environ: Mapping[str, str]) -> str:
+    """A str, not a Path: a cache hit does not import pathlib."""
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "criteo-proxy" / f"token-{profile}.json"
+    return os.path.join(base, "criteo-proxy", f"token-{profile}.json")
 
 
 def secret_fingerprint(client_secret: str) -> str:
@@ -44,8 +52,10 @@ def secret_fingerprint(client_secret: str) -> str:
 
 
 class TokenCache:
-    def __init__(self, path: Path, *, client_id: str, token_url: str, client_secret: str) -> None:
-        self.path = path
+    def __init__(
+        self, path: str | os.PathLike[str], *, client_id: str, token_url: str, client_secret: str
+    ) -> None:
+        self.path = path  # as given; a str from default_cache_path
         self._client_id = client_id
         self._token_url = token_url
         self._secret_fingerprint = secret_fingerprint(client_secret)
@@ -54,9 +64,9 @@ class TokenCache:
         """A cached access token with more than the margin left, else None. Never raises."""
         now = time.time() if now is None else now
         try:
-            if not _is_private_directory(self.path.parent):
+            if not _is_private_directory(os.path.dirname(os.fspath(self.path))):
                 return None  # others could have put this file there
-            entry = json.loads(_read_private_file(self.path))
+            entry = json.loads(_read_private_file(os.fspath(self.path)))
         except (OSError, ValueError, UnicodeDecodeError):
             return None
         if not isinstance(entry, dict):
@@ -91,21 +101,26 @@ class TokenCache:
             "expires_in": expires_in,
             "expires_at": now + expires_in,
         }
+        from pathlib import Path
+
+        from proxy.tokens.private_files import write_private_file  # tempfile: only to write
+
+        path = Path(self.path)
         try:
-            _make_private_directory(self.path.parent)
-            if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
-                self.path.unlink()
-            write_private_file(self.path, json.dumps(entry) + "\n")
+            _make_private_directory(path.parent)
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                path.unlink()
+            write_private_file(path, json.dumps(entry) + "\n")
         except OSError as exc:
-            log.warning("could not cache the token in %s (%s)", self.path, exc.strerror or exc)
+            _log().warning("could not cache the token in %s (%s)", self.path, exc.strerror or exc)
 
 
-def _is_private_directory(directory: Path) -> bool:
-    info = directory.lstat()
+def _is_private_directory(directory: str) -> bool:
+    info = os.lstat(directory)
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
-def _make_private_directory(directory: Path) -> None:
+def _make_private_directory(directory: Path) -> None:  # only on a write: pathlib is loaded
     """Create it 0700, or tighten one of ours that others may enter; refuse anyone else's."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = directory.lstat()
@@ -113,10 +128,10 @@ def _make_private_directory(directory: Path) -> None:
         raise PermissionError(f"{directory} is not a directory of this user's")
     if info.st_mode & 0o077:
         os.chmod(directory, 0o700)
-        log.info("tightened %s to mode 0700: it holds an access token", directory)
+        _log().info("tightened %s to mode 0700: it holds an access token", directory)
 
 
-def _read_private_file(path: Path) -> str:
+def _read_private_file(path: str) -> str:
     """The file's text, if it is a regular file of ours that no one else may read, and
     small: a planted link, a FIFO or a huge file is not read."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

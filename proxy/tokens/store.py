@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import stat
@@ -142,6 +141,8 @@ class TokenStore:
         Waiting happens in a thread (flock blocks); a caller cancelled while it waits
         never holds the lock: the descriptor is closed once the wait ends.
         """
+        import fcntl  # here: POSIX only, and only authorization-code apps lock (Windows: WSL2)
+
         path = self.lock_path
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)

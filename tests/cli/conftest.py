@@ -11,7 +11,7 @@ import secrets
 API_PATH = "/2025-10/advertisers/me"
 DEMO_ADVERTISER = {
     "data": [
-        {"id": "12345", "type": "Advertiser", "attributes": {"advertiserName": "Demo advertiser"}}
+        {"id": "12345", "type": "advertiser", "attributes": {"advertiserName": "Demo advertiser"}}
     ],
     "errors": [],
     "warnings": [],

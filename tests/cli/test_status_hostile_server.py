@@ -8,6 +8,7 @@ follows a redirect with the inbound key, and ends with exit 0, or 1 and one line
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -325,7 +326,8 @@ async def test_any_answer_gives_a_report_or_one_line_with_no_control_character(
     answer_with(server, "/_proxy/status", status)
     answer_with(server, "/_proxy/requests", requests)
     try:
-        report = await fetch_status(StatusTarget(base_url=url))
+        # A blocking client (http.client): in a thread, so that the server in this loop answers.
+        report = await asyncio.to_thread(fetch_status, StatusTarget(base_url=url))
     except StatusUnavailable as exc:
         lines = [str(exc)]
     else:

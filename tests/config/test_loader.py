@@ -442,3 +442,38 @@ def test_missing_file_named_by_criteo_proxy_config_is_an_error(tmp_path: Path) -
     path = str(tmp_path / "gone.yaml")
     message = config_error(load_config, None, environ={**ENV, "CRITEO_PROXY_CONFIG": path})
     assert path in message
+
+
+# --- CRITEO_PROXY_HOST ------------------------------------------------------------------
+
+
+def test_criteo_proxy_host_is_listen_host_unless_the_file_or_host_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    """The Docker image sets it to 0.0.0.0: `docker run IMAGE --log-format json` must not
+    drop the address its published port needs, and a file's own host still wins."""
+    env = {**ENV, "CRITEO_PROXY_HOST": "0.0.0.0"}
+    assert load_config(environ=env).listen.host == "0.0.0.0"
+    assert load_config(environ={**env, "CRITEO_PROXY_HOST": ""}).listen.host == "127.0.0.1"
+    overridden = load_config(environ=env, overrides={"listen.host": "127.0.0.2"})
+    assert overridden.listen.host == "127.0.0.2"
+    port_only = write(tmp_path, "listen: {port: 9000}\n", "port.yaml")
+    assert load_config(port_only, environ=env).listen.host == "0.0.0.0"
+    loopback = write(tmp_path, "listen: {host: 127.0.0.1}\n", "loopback.yaml")
+    assert load_config(loopback, environ=env).listen.host == "127.0.0.1"  # a sidecar's file
+    profiles = write(
+        tmp_path,
+        """
+        listen: {port: 8080}
+        profiles:
+          retail:
+            listen: {port: 8081}
+            credentials: {client_id: r, client_secret: s}
+          local:
+            listen: {port: 8082, host: 127.0.0.1}
+            credentials: {client_id: l, client_secret: s}
+        """,
+        "profiles.yaml",
+    )
+    config = load_config(profiles, environ=env)
+    assert [p.listen.host for p in config.all_profiles] == ["0.0.0.0", "0.0.0.0", "127.0.0.1"]

@@ -172,8 +172,10 @@ async def test_a_criteo_429_is_criteos_and_says_whether_it_was_retried(
 
 
 async def test_anything_on_oauth2_is_the_requests(
-    proxy: TestClient[Any, Any], criteo: FakeCriteo
+    start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
+    # Forwarded to Criteo's token endpoint, not answered by the proxy (DESIGN 2).
+    proxy = await start_proxy(tokens={"local_token_endpoint": False})
     resp = await proxy.post(
         "/oauth2/token",
         data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "wrong-9"},

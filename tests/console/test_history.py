@@ -404,8 +404,10 @@ def test_an_error_body_never_keeps_the_access_token_in_use() -> None:
 
 
 async def test_error_bodies_of_oauth2_paths_are_never_kept(
-    proxy: TestClient[Any, Any], criteo: FakeCriteo
+    start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
+    # Forwarded: a client_credentials request is answered locally unless this is off.
+    proxy = await start_proxy(tokens={"local_token_endpoint": False})
     resp = await proxy.post(
         "/oauth2/token",
         data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "wrong-1"},

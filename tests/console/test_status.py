@@ -226,4 +226,45 @@ async def test_status_command_shows_the_last_requests_when_the_history_exceeds_o
     assert result.returncode == 0, result.stderr
     shown = re.findall(r"big-\d\d", result.stdout)
     assert shown == [f"big-{i:02d}" for i in range(40, 60)]
+
+
+async def test_status_command_reads_a_proxy_on_a_unix_socket_with_its_key(
+    criteo_url: str, start_cli_server: Any, tmp_path: Any
+) -> None:
+    """listen.unix_socket from the config (or --url unix:PATH), the first key sent along."""
+    sock = tmp_path / "criteo.sock"
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "listen": {"unix_socket": str(sock)},
+                "upstream": {"url": criteo_url},
+                "security": {"api_keys": ["k-unix-1"]},
+            }
+        )
+    )
+    env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
+    server = await start_cli_server("--config", str(config), env=env)
+    assert server.url == f"unix:{sock}"
+    connector = aiohttp.UnixConnector(path=str(sock))
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.get(
+            "http://localhost/2025-10/advertisers/me", headers={"X-Proxy-Key": "k-unix-1"}
+        ) as resp,
+    ):
+        assert resp.status == 200
+
+    from_config = await run_cli("status", "--config", str(config), env=clean_env())
+    assert from_config.returncode == 0, from_config.stderr
+    assert f"profile default on unix:{sock}" in from_config.stdout
+    assert re.search(r"GET\s+/2025-10/advertisers/me\s+200", from_config.stdout)
+
+    by_url = await run_cli(
+        "status", "--config", str(config), "--url", f"unix:{sock}", "--json", env=clean_env()
+    )
+    assert by_url.returncode == 0, by_url.stderr
+    assert json.loads(by_url.stdout)["profiles"][0]["token"]["state"] == "valid"
+    without_key = await run_cli("status", "--url", f"unix:{sock}", env=clean_env())
+    assert_one_line_error(without_key, 1, "401", "proxy_key_required")
     assert await server.stop() == 0

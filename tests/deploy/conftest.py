@@ -124,7 +124,12 @@ class ProxyContainer:
         path.write_text(self.config_text, encoding="utf-8")
         return load_config(
             str(path),
-            environ={**self.placeholder_environ(), **environ},
+            # The image's own variable too: a file without listen.host listens on its host.
+            environ={
+                "CRITEO_PROXY_HOST": IMAGE.listen_host,
+                **self.placeholder_environ(),
+                **environ,
+            },
             require_credentials=False,
         )
 
@@ -206,6 +211,7 @@ class Image:
     venv: str
     port: int
     entrypoint: str
+    listen_host: str  # its CRITEO_PROXY_HOST: listen.host unless the config says otherwise
 
 
 def read_dockerfile() -> Image:
@@ -222,6 +228,7 @@ def read_dockerfile() -> Image:
         venv=one(r"python3 -m venv (\S+)$"),
         port=int(one(r"^EXPOSE (\d+)$")),
         entrypoint=one(r'^ENTRYPOINT \["([^"]+)"\]$'),
+        listen_host=one(r"CRITEO_PROXY_HOST=(\S+)$"),
     )
     # The image runs as that user, with the venv on its PATH, the entry point in it.
     assert one(r"^USER (\S+)$") == f"{image.uid}:{image.gid}"

@@ -67,7 +67,7 @@ def test_the_commands_are_the_images_venv_and_the_config_is_the_config_maps_file
     command = proxy.container["command"]
     if proxy.workload["kind"] == "Deployment":
         assert command == [f"{IMAGE.venv}/bin/{IMAGE.entrypoint}"]
-        assert proxy.container["args"] == ["run"]  # the image's CMD (--host 0.0.0.0) replaced
+        assert proxy.container["args"] == ["run"]
     else:  # authorize.yaml waits for `kubectl exec ... criteo-proxy authorize`
         assert command[0] == f"{IMAGE.venv}/bin/python3"
     for probe in probes(proxy.container).values():

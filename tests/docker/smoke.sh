@@ -3,8 +3,10 @@
 # serves, forwards to a (fake) Criteo, runs as non-root and has a HEALTHCHECK.
 #
 # No container registry is reachable on these machines, so the base image is
-# made locally (debootstrap + podman import, cached as
-# localhost/criteo-proxy-base:bookworm) and passed as BASE_IMAGE.
+# made locally (common.sh: debootstrap + podman import, cached as
+# localhost/criteo-proxy-base:bookworm) and passed as BASE_IMAGE. The container
+# is run with the README's Docker example's arguments, which carry no --host:
+# it must still listen on 0.0.0.0 (the image's CRITEO_PROXY_HOST).
 # Needs root (apt-get, debootstrap, chroot). Traffic stays on loopback.
 #
 #   tests/docker/smoke.sh             # from anywhere; builds from the repo root
@@ -15,18 +17,11 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-BASE_IMAGE=localhost/criteo-proxy-base:bookworm
 IMAGE=localhost/criteo-proxy:smoke
-SUITE=bookworm
+TEST_NAME=SMOKE
 START=$SECONDS
-
-log() { printf '==> %s\n' "$*"; }
-fail() {
-    printf 'SMOKE FAILED: %s\n' "$*" >&2
-    exit 1
-}
-
-[[ $(id -u) -eq 0 ]] || fail "run as root (apt-get, debootstrap and chroot need it)"
+# shellcheck source=tests/docker/common.sh
+source "$REPO/tests/docker/common.sh"
 
 # --- Python for the fake Criteo (checked first: fail before a long build) ------
 if [[ -n ${PYTHON:-} ]]; then
@@ -39,32 +34,9 @@ fi
 (cd / && "$PY" -c 'import aiohttp, proxy.fakes.criteo') 2>/dev/null ||
     fail "$PY cannot import proxy.fakes.criteo: set PYTHON to a Python with the package installed"
 
-# --- tools --------------------------------------------------------------------
-missing=()
-for pkg in podman runc debootstrap uidmap slirp4netns curl; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
-        missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-# crun and podman's default ulimits fail on these machines: runc and explicit limits.
 WORK="$(mktemp -d)"
-cat >"$WORK/containers.conf" <<'EOF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=20000:20000"]
-
-[engine]
-runtime = "runc"
-EOF
-export CONTAINERS_CONF="$WORK/containers.conf"
-
 CONTAINER=""
 FAKE_PID=""
-ROOTFS=""
 cleanup() {
     local rc=$?
     if [[ -n $CONTAINER ]]; then
@@ -78,9 +50,7 @@ cleanup() {
         kill "$FAKE_PID" 2>/dev/null || true
         wait "$FAKE_PID" 2>/dev/null || true
     fi
-    if [[ -n $ROOTFS ]]; then
-        umount "$ROOTFS/proc" 2>/dev/null || true
-    fi
+    cleanup_base_rootfs
     if ((rc != 0)) && [[ -s $WORK/fake.log ]]; then
         echo "--- fake Criteo log ---" >&2
         tail -n 20 "$WORK/fake.log" >&2 || true
@@ -90,56 +60,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+prepare_podman
 
 # --- base image (made once, then cached) --------------------------------------
-if podman image exists "$BASE_IMAGE"; then
-    log "base image $BASE_IMAGE cached"
-else
-    # Only the package registries are reachable: use the Debian mirror apt uses.
-    MIRROR="$(
-        { grep -rhoE '^URIs:[[:space:]]*[^[:space:]]+' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-            awk '{print $2}'
-          grep -rhoE '^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+' \
-            /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $NF}'
-        } | grep -E '/debian/?$' | head -n 1 || true
-    )"
-    MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-    log "building base image from $MIRROR ($SUITE, minbase)"
-    ROOTFS="$WORK/rootfs"
-    debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
-        { tail -n 20 "$WORK/debootstrap.log" >&2; fail "debootstrap failed"; }
-
-    # The registries are reached through an intercepting gateway: its CA goes
-    # into the base image's system bundle, and pip (which otherwise trusts
-    # only its own certifi bundle) is pointed at that bundle, as on the host.
-    mkdir -p "$ROOTFS/usr/local/share/ca-certificates"
-    if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
-        cp -a /usr/local/share/ca-certificates/. "$ROOTFS/usr/local/share/ca-certificates/"
-    fi
-    [[ -f /etc/pip.conf ]] && cp /etc/pip.conf "$ROOTFS/etc/pip.conf"
-    if [[ -d /etc/xdg/pip ]]; then
-        mkdir -p "$ROOTFS/etc/xdg"
-        cp -a /etc/xdg/pip "$ROOTFS/etc/xdg/"
-    fi
-    cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
-    mount -t proc proc "$ROOTFS/proc"
-    chroot "$ROOTFS" /bin/sh -ec '
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends \
-            python3 python3-venv python3-pip ca-certificates >/dev/null
-        update-ca-certificates >/dev/null
-        apt-get clean
-        rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
-    ' >"$WORK/chroot.log" 2>&1 || { tail -n 20 "$WORK/chroot.log" >&2; fail "installing python3 in the base failed"; }
-    umount "$ROOTFS/proc"
-    rm -f "$ROOTFS/etc/resolv.conf"
-    tar -C "$ROOTFS" -c . | podman import - "$BASE_IMAGE" >/dev/null ||
-        fail "podman import of the base image failed"
-    rm -rf "$ROOTFS"
-    ROOTFS=""
-    log "base image $BASE_IMAGE made ($((SECONDS - START)) s)"
-fi
+ensure_base_image
 
 # --- image --------------------------------------------------------------------
 # --format docker keeps HEALTHCHECK (the OCI format drops it); host network
@@ -188,11 +112,14 @@ FAKE_PID=$!
 # Without systemd podman cannot schedule the HEALTHCHECK (it says so on
 # stderr, kept out of the way): the check is run by hand below, pointed at
 # this port with CRITEO_PROXY_HEALTH_URL.
-log "proxy container on 127.0.0.1:$PROXY_PORT"
+# The arguments are the README's Docker example's (`... criteo-proxy --log-format json`),
+# plus where this test's fake and port are: no --host, so the image's
+# CRITEO_PROXY_HOST must keep the listen address on 0.0.0.0.
+log "proxy container on port $PROXY_PORT, run with --log-format json and no --host"
 CONTAINER="$(podman run -d --network host \
     -e CRITEO_CLIENT_ID=demo-client -e CRITEO_CLIENT_SECRET=demo-secret \
     -e "CRITEO_PROXY_HEALTH_URL=http://127.0.0.1:$PROXY_PORT/_proxy/health" \
-    "$IMAGE" --host 127.0.0.1 --port "$PROXY_PORT" --upstream "http://127.0.0.1:$FAKE_PORT" \
+    "$IMAGE" --log-format json --port "$PROXY_PORT" --upstream "http://127.0.0.1:$FAKE_PORT" \
     2>"$WORK/run.err")" ||
     { cat "$WORK/run.err" >&2; fail "podman run failed"; }
 
@@ -216,5 +143,16 @@ STATUS="$(curl -sS -o "$WORK/body" -w '%{http_code}' "http://127.0.0.1:$PROXY_PO
 [[ $STATUS == 200 ]] || fail "GET /2025-10/advertisers/me answered $STATUS: $(head -c 500 "$WORK/body")"
 grep -q 'Demo advertiser' "$WORK/body" || fail "forwarded answer lacks 'Demo advertiser': $(head -c 500 "$WORK/body")"
 log "GET /2025-10/advertisers/me -> 200, $(wc -c <"$WORK/body") bytes, contains 'Demo advertiser'"
+
+SERVING="$(podman logs "$CONTAINER" 2>/dev/null | grep '"event":"serving"' | head -n 1)"
+[[ $SERVING == *"\"url\":\"http://0.0.0.0:$PROXY_PORT\""* ]] ||
+    fail "with arguments after the image name it does not listen on 0.0.0.0: ${SERVING:-no serving line}"
+log "arguments after the image name keep the listen address: $SERVING"
+
+# Another subcommand as the arguments, as the README shows (`... criteo-proxy check`).
+podman run --rm --network host -e CRITEO_CLIENT_ID=demo-client -e CRITEO_CLIENT_SECRET=demo-secret \
+    "$IMAGE" check --upstream "http://127.0.0.1:$FAKE_PORT" >"$WORK/check.out" 2>&1 ||
+    { cat "$WORK/check.out" >&2; fail "criteo-proxy check in the image failed"; }
+log "podman run IMAGE check -> $(tail -n 1 "$WORK/check.out")"
 
 log "SMOKE PASSED in $((SECONDS - START)) s (image $IMAGE, $((SIZE / 1024 / 1024)) MiB)"

@@ -228,7 +228,9 @@ async def test_oauth2_token_is_forwarded_as_sent_without_the_proxys_token(
     app.middlewares.append(record)
     server = await aiohttp_server(app)
     url = str(server.make_url("")).rstrip("/")
-    proxy = await start_proxy(upstream={"url": url})
+    # Forwarded: a client_credentials request is answered locally unless this is off
+    # (DESIGN 2, tests/server/test_local_token.py).
+    proxy = await start_proxy(upstream={"url": url}, tokens={"local_token_endpoint": False})
     await proxy.get("/_proxy/ready")  # the proxy's own token first, out of the way
     proxy_tokens = set(criteo.issued)
 

@@ -36,7 +36,14 @@ async def test_cross_site_browser_requests_are_refused(
 
 
 @pytest.mark.parametrize(
-    "origin", ["https://xn--a.example", "http://xn--", "http://[::1", "http://a\u00e9\u200b.b"]
+    "origin",
+    [
+        "https://xn--a.example",
+        "http://xn--",
+        "http://[::1",
+        "http://a\u00e9\u200b.b",
+        "http://[::1]@",  # yarl raises IndexError, not ValueError, on it
+    ],
 )
 async def test_an_origin_that_cannot_be_parsed_is_refused_in_the_envelope(
     start_proxy: StartProxy, criteo: FakeCriteo, origin: str, caplog: pytest.LogCaptureFixture

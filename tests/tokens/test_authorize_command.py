@@ -8,6 +8,7 @@ fake Criteo, which serves in the test's event loop (async helpers only). Only
 from __future__ import annotations
 
 import json
+import shlex
 import stat
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -364,3 +365,47 @@ async def test_authorize_without_any_redirect_uri_is_a_one_line_error_naming_the
 
     assert_one_line_error(result, 2, "--redirect-uri")
     assert criteo.token_requests == []
+
+
+async def test_the_follow_up_command_of_print_url_carries_its_config_and_profile(
+    criteo: FakeCriteo, criteo_url: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """The hint printed after the consent URL, run as printed (with the landing address
+    filled in), exchanges the code for the same profile of the same config file."""
+    directory = tmp_path / "my configs"  # a space: the hint must quote it
+    directory.mkdir()
+    store_path = directory / "tokens-adv.json"
+    config_file = directory / "criteo proxy.yaml"
+    adv = {
+        "listen": {"port": 0},
+        "credentials": {
+            "grant_type": "authorization_code",
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+            "redirect_uri": REDIRECT_URI,
+            "token_store": str(store_path),
+        },
+    }
+    config_file.write_text(
+        json.dumps(
+            {"upstream": {"url": criteo_url}, "listen": {"port": 0}, "profiles": {"adv": adv}}
+        )
+    )
+    printed = await run_cli(
+        "authorize", "--config", str(config_file), "--profile", "adv", "--print-url",
+        "--state", "s1", env=demo_env(),
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    hint = printed.stderr.strip()
+    assert "then run: " in hint, hint
+    words = shlex.split(hint.split("then run: ", 1)[1])
+    assert words[:2] == ["criteo-proxy", "authorize"]
+    assert words[words.index("--config") + 1] == str(config_file)
+    assert words[words.index("--profile") + 1] == "adv"
+
+    landed = await landing_url(http, criteo_url, printed.stdout.strip())
+    filled = [landed if word == "<the address you land on>" else word for word in words]
+    assert filled != words
+    result = await run_cli(*filled[1:], env=demo_env())
+    assert result.returncode == 0, result.stderr
+    assert stored_token(store_path)

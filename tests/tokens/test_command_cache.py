@@ -33,7 +33,7 @@ def _cache(directory: Path, secret: str = DEMO_CLIENT_SECRET) -> TokenCache:
 async def test_a_cache_directory_others_may_enter_is_tightened_before_use(
     criteo: FakeCriteo, criteo_url: str, private_cache: Path
 ) -> None:
-    directory = default_cache_path("default", {"XDG_CACHE_HOME": str(private_cache)}).parent
+    directory = Path(default_cache_path("default", {"XDG_CACHE_HOME": str(private_cache)})).parent
     directory.mkdir(mode=0o777)
     os.chmod(directory, 0o777)  # as a careless umask or a shared home would leave it
     first = await run_cli("token", "--upstream", criteo_url, env=_env())
