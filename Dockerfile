@@ -15,7 +15,8 @@ RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy/ ./proxy/
-RUN /opt/venv/bin/pip install --no-cache-dir ".[speed]" \
+# [speed]: uvloop; [redis]: several proxies sharing one app on Redis (README "Scaling out").
+RUN /opt/venv/bin/pip install --no-cache-dir ".[speed,redis]" \
     && /opt/venv/bin/pip uninstall --yes pip
 
 # --- runtime: the venv only, run as an unprivileged user --------------------

@@ -155,4 +155,10 @@ podman run --rm --network host -e CRITEO_CLIENT_ID=demo-client -e CRITEO_CLIENT_
     { cat "$WORK/check.out" >&2; fail "criteo-proxy check in the image failed"; }
 log "podman run IMAGE check -> $(tail -n 1 "$WORK/check.out")"
 
+# Several proxies on Redis (README "Scaling out") need the [redis] extra in the image.
+podman run --rm --network host --entrypoint python3 "$IMAGE" \
+    -c 'import redis.asyncio, cryptography.hazmat.primitives.ciphers.aead' ||
+    fail "the image lacks redis-py or cryptography (the [redis] extra)"
+log "the image has the [redis] extra (redis-py, cryptography)"
+
 log "SMOKE PASSED in $((SECONDS - START)) s (image $IMAGE, $((SIZE / 1024 / 1024)) MiB)"
