@@ -27,6 +27,7 @@ from proxy.config.schema import (
     ConfigError,
     CredentialsConfig,
     Secret,
+    SecurityConfig,
 )
 from proxy.config.typed_values import parse_section, type_name
 from proxy.config.validation import validate_config
@@ -160,7 +161,8 @@ def _parse_profile(
     credentials = _resolve_credentials(
         config, raw, environ, required=require_credentials, prefix=prefix
     )
-    return dataclasses.replace(config, credentials=credentials)
+    security = _resolve_api_keys(config, raw, prefix=prefix)
+    return dataclasses.replace(config, credentials=credentials, security=security)
 
 
 class _EmptyWhenUnset(Mapping[str, str]):
@@ -227,7 +229,7 @@ def _resolve_credentials(
     client_id = from_environment.get(CLIENT_ID_ENV_VAR) or credentials.client_id
     secret = from_environment.get(CLIENT_SECRET_ENV_VAR) or ""
     if not secret and credentials.client_secret_file is not None and required:
-        secret = _read_secret_file(credentials.client_secret_file, key)
+        secret = _read_secret_file(credentials.client_secret_file, f"{key}.client_secret_file")
     if not secret:
         secret = credentials.client_secret.reveal()
     if not client_id and required:
@@ -253,15 +255,33 @@ def _resolve_credentials(
     )
 
 
+def _resolve_api_keys(config: Config, raw: Mapping[str, object], *, prefix: str) -> SecurityConfig:
+    """Read security.api_keys_file (one key per line) into api_keys: a key mounted as
+    a file stays out of the process's environment (/proc/1/environ)."""
+    security = config.security
+    if security.api_keys_file is None:
+        return security
+    key = f"{prefix}security.api_keys_file"
+    raw_security = raw.get("security")
+    given = raw_security if isinstance(raw_security, Mapping) else {}
+    if given.get("api_keys"):
+        raise ConfigError(
+            f"{key}: set api_keys or api_keys_file, not both (remove one of them from the "
+            "config file)"
+        )
+    text = _read_secret_file(security.api_keys_file, key)
+    api_keys = tuple(Secret(line.strip()) for line in text.splitlines() if line.strip())
+    return dataclasses.replace(security, api_keys=api_keys)
+
+
 def _read_secret_file(path: str, key: str) -> str:
+    """The text of the file at PATH, named by KEY in errors; never empty."""
     try:
         secret = Path(path).expanduser().read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(
-            f"{key}.client_secret_file: cannot read {path}: {exc.strerror or exc}"
-        ) from exc
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{key}.client_secret_file: {path} is not UTF-8 text") from exc
+        raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
     if not secret:
-        raise ConfigError(f"{key}.client_secret_file: {path} is empty")
+        raise ConfigError(f"{key}: {path} is empty")
     return secret

@@ -25,7 +25,11 @@ OVERRIDABLE: Final = (
     "security",
 )
 SHARED: Final = ("upstream", "logging", "console", "coordination")
-_SECRET_KEYS: Final = ("client_secret", "client_secret_file")
+# Keys that name one value two ways: a profile that names one replaces both inherited.
+_ONE_OF: Final = {
+    "credentials": ("client_secret", "client_secret_file"),
+    "security": ("api_keys", "api_keys_file"),
+}
 
 
 def merge_profiles(
@@ -82,10 +86,11 @@ def _override(base: object, value: object, section: str) -> object:
     if not isinstance(base, Mapping) or not isinstance(value, Mapping):
         return value
     result = dict(base)
-    if section == "credentials" and any(k in value for k in _SECRET_KEYS):
-        # A profile that names its secret replaces the inherited one, whichever kind.
-        for secret_key in _SECRET_KEYS:
-            result.pop(secret_key, None)
+    alternatives = _ONE_OF.get(section, ())
+    if any(k in value for k in alternatives):
+        # A profile that names its secret (or keys) replaces the inherited one, either way.
+        for alternative in alternatives:
+            result.pop(alternative, None)
     for key, item in value.items():
         result[key] = _override(result.get(key), item, key)
     return result

@@ -122,6 +122,7 @@ class SecurityConfig:
     allow_paths: tuple[str, ...] = ()
     deny_paths: tuple[str, ...] = ()
     api_keys: tuple[Secret, ...] = ()
+    api_keys_file: str | None = None  # one key per line, read into api_keys
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

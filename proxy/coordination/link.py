@@ -136,7 +136,10 @@ class Link:
         else:
             log.info("coordination: Redis %s answers again: rejoined the fleet", self.shown_url)
         for hook in self._rejoin_hooks:
-            await hook()
+            try:
+                await hook()
+            except Unavailable:
+                return  # Redis went away again: the next rejoin runs them all
 
     def _reconnect_in_background(self) -> None:
         if self._closed or (self._reconnecting is not None and not self._reconnecting.done()):

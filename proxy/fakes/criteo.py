@@ -7,17 +7,20 @@ which run it as a real aiohttp server on loopback and inspect what it saw.
 - Every other path demands a valid, unexpired Bearer token and answers 401 in
   Criteo's error envelope otherwise.
 - ``GET /{version}/advertisers/me`` and ``/marketing-solutions/me`` answer
-  like Criteo; ``/{version}/echo/...`` answers with what it received; a test
-  can put its own handler on any path with ``handlers``.
+  like Criteo; a deprecated version says so in headers, in the envelope's
+  ``warnings``, or both (``deprecation_signal``); ``/{version}/echo/...`` answers
+  with what it received; a test can put its own handler on any path with ``handlers``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -54,6 +57,9 @@ class FakeCriteo(FakeAuthorizationServer):
         default_factory=lambda: {"2024-07": "Thu, 31 Jul 2025 00:00:00 GMT"}
     )
     retired_versions: set[str] = field(default_factory=lambda: {"2023-01"})
+    # How Criteo says a version is dying (CRITEO.md: handle both): Deprecation and
+    # Sunset headers, a warning of type "deprecation" in the envelope, or both.
+    deprecation_signal: Literal["headers", "warnings", "both"] = "headers"
     # Rate limits: rate_limit calls per rate_window_seconds and bucket (reports apart),
     # on the wall clock (the proxy paces on real time); None = unmetered.
     rate_limit: int | None = None
@@ -184,8 +190,12 @@ class FakeCriteo(FakeAuthorizationServer):
         else:
             response = await self._builtin(request, token)
         if version in self.deprecated_versions and not response.prepared:
-            response.headers["Deprecation"] = "true"
-            response.headers["Sunset"] = self.deprecated_versions[version]
+            sunset = self.deprecated_versions[version]
+            if self.deprecation_signal in ("headers", "both"):
+                response.headers["Deprecation"] = "true"
+                response.headers["Sunset"] = sunset
+            if self.deprecation_signal in ("warnings", "both"):
+                _add_deprecation_warning(response, version, sunset)
         return response
 
     async def _builtin(self, request: web.Request, token: str) -> web.StreamResponse:
@@ -219,6 +229,31 @@ class FakeCriteo(FakeAuthorizationServer):
                 }
             )
         return _criteo_error(404, "validation", "resource-not-found", "Resource not found")
+
+
+def _add_deprecation_warning(response: web.StreamResponse, version: str, sunset: str) -> None:
+    """A warning of type "deprecation" in the envelope of a JSON answer (not in others)."""
+    if not isinstance(response, web.Response) or response.content_type != "application/json":
+        return
+    if not isinstance(response.body, bytes):
+        return
+    envelope = json.loads(response.body)
+    if not isinstance(envelope, dict) or not ({"data", "errors"} & envelope.keys()):
+        return
+    trace_id = uuid.uuid4().hex
+    warnings = envelope.setdefault("warnings", [])
+    warnings.append(
+        {
+            "traceId": trace_id,
+            "traceIdentifier": trace_id,
+            "type": "deprecation",
+            "code": "version-deprecated",
+            "instance": "/",
+            "title": f"API version {version} is deprecated",
+            "detail": f"API version {version} will be decommissioned on {sunset}",
+        }
+    )
+    response.body = json.dumps(envelope).encode()
 
 
 def _epoch_text(seconds: float) -> str:

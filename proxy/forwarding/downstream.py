@@ -6,14 +6,13 @@ never held in memory, and a failure after the status line aborts the client's
 connection: a broken transfer, never a clean short body. A JSON error answer
 (4xx / 5xx) of at most 8 KiB is also noted in the exchange, with Criteo's
 trace id, for the log and the console; compressed ones are inflated for that
-(never for the client).
+(never for the client). Any JSON answer is watched as it passes for a deprecation
+warning in Criteo's envelope (its first and last bytes only), for the versions seen.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import zlib
 from typing import Final
 
 import aiohttp
@@ -22,46 +21,84 @@ from multidict import CIMultiDict
 
 from proxy.errors import describe, upstream_errors
 from proxy.exchange import Exchange
-from proxy.forwarding.headers import add_cors_headers, build_downstream_headers
+from proxy.forwarding.envelope import WarningWatch, find_trace_ids, inflate_bounded
+from proxy.forwarding.headers import add_cors_headers, build_downstream_headers, is_writable
 from proxy.forwarding.request_body import SMALL_BODY_BYTES, STREAM_CHUNK_BYTES
+from proxy.forwarding.versions import ApiVersions
 
 log = logging.getLogger("criteo_proxy.forward")
 
-# Error bodies up to this size (inflated) are kept for the console and searched for trace ids.
-ERROR_BODY_BYTES: Final = 8 * 1024
-_INFLATE_WBITS: Final = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
+_MAX_LOGGED_NAMES: Final = 64
 
 
-async def stream_back(
-    request: web.Request, upstream: aiohttp.ClientResponse, exchange: Exchange
-) -> web.StreamResponse:
-    """Criteo's answer to the client; the upstream response is released in the end."""
-    try:
-        headers = build_downstream_headers(upstream.headers, request_id=exchange.request_id)
-        length = upstream.content_length
-        if length is not None and length <= SMALL_BODY_BYTES:
-            with upstream_errors(upstream.url, "upstream.read_timeout"):
-                body = await upstream.read()
-            exchange.bytes_out = len(body)
-            if is_json_error(upstream):
-                note_error_body(upstream, body, exchange)
-            # One write for headers and body, instead of one per part.
-            return web.Response(
-                status=upstream.status, reason=upstream.reason, headers=headers, body=body
+class Downstream:
+    """Criteo's answers on their way back to one profile's clients."""
+
+    def __init__(self, versions: ApiVersions) -> None:
+        self._versions = versions
+        # Names of headers dropped as unwritable, each logged once (bounded: any names).
+        self._unwritable_logged: set[str] = set()
+
+    async def stream_back(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, exchange: Exchange
+    ) -> web.StreamResponse:
+        """Criteo's answer to the client; the upstream response is released in the end."""
+        target = exchange.target
+        announced = self._versions.note(upstream.status, upstream.headers, target)
+        # Headers that said it already: no need to look for it in the body.
+        watch = None if announced or not is_json(upstream) else _watch_for(upstream)
+        try:
+            headers, unwritable = build_downstream_headers(
+                upstream.headers, request_id=exchange.request_id
             )
-        return await _stream(request, upstream, headers, exchange)
-    finally:
-        upstream.release()
+            if unwritable:
+                self._log_unwritable(unwritable)
+            # A phrase the proxy could not write gives way to the standard one.
+            reason = upstream.reason if is_writable(upstream.reason or "") else None
+            length = upstream.content_length
+            if length is not None and length <= SMALL_BODY_BYTES:
+                with upstream_errors(upstream.url, "upstream.read_timeout"):
+                    body = await upstream.read()
+                exchange.bytes_out = len(body)
+                if watch is not None:
+                    watch.feed(body)
+                if is_json_error(upstream):
+                    note_error_body(upstream, body, exchange)
+                # One write for headers and body, instead of one per part.
+                return web.Response(
+                    status=upstream.status, reason=reason, headers=headers, body=body
+                )
+            return await _stream(request, upstream, headers, reason, exchange, watch)
+        finally:
+            upstream.release()
+            if watch is not None:
+                self._versions.note_warnings(target, watch.deprecations())
+
+    def _log_unwritable(self, names: list[str]) -> None:
+        logged = self._unwritable_logged
+        for name in names:
+            if name.lower() in logged or len(logged) >= _MAX_LOGGED_NAMES:
+                continue
+            logged.add(name.lower())
+            # The name only: the value is the upstream's, and unfit to print.
+            log.warning(
+                "Criteo's answer carried a %s header that no HTTP/1.1 answer may hold "
+                "(a control character, or bytes that are not UTF-8): dropped, on this and "
+                "every later answer",
+                name if is_writable(name) else "(unprintable)",
+            )
 
 
 async def _stream(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     headers: CIMultiDict[str],
+    reason: str | None,
     exchange: Exchange,
+    watch: WarningWatch | None,
 ) -> web.StreamResponse:
     """Copy a large or open-ended body chunk by chunk: never all of it in memory."""
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    response = web.StreamResponse(status=upstream.status, reason=reason)
     response.headers.extend(headers)
     if exchange.cors_origin is not None:  # set after the handler would be too late here
         add_cors_headers(exchange.cors_origin, response.headers)
@@ -85,6 +122,8 @@ async def _stream(
             return response
         if not chunk:
             break
+        if watch is not None:
+            watch.feed(chunk)
         if error_head is not None:
             error_head.append(chunk)
             if sent + len(chunk) > SMALL_BODY_BYTES:
@@ -103,8 +142,16 @@ async def _stream(
     return response
 
 
+def is_json(upstream: aiohttp.ClientResponse) -> bool:
+    return "json" in upstream.headers.get("Content-Type", "").lower()
+
+
 def is_json_error(upstream: aiohttp.ClientResponse) -> bool:
-    return upstream.status >= 400 and "json" in upstream.headers.get("Content-Type", "")
+    return upstream.status >= 400 and is_json(upstream)
+
+
+def _watch_for(upstream: aiohttp.ClientResponse) -> WarningWatch:
+    return WarningWatch(upstream.headers.get("Content-Encoding", "identity"))
 
 
 def note_error_body(upstream: aiohttp.ClientResponse, body: bytes, exchange: Exchange) -> None:
@@ -122,40 +169,6 @@ def note_error_body(upstream: aiohttp.ClientResponse, body: bytes, exchange: Exc
             upstream.status,
             ", ".join(trace_ids),
         )
-
-
-def inflate_bounded(body: bytes, encoding: str) -> bytes | None:
-    """BODY as text bytes of at most ERROR_BODY_BYTES, or None (too big, unknown coding)."""
-    wbits = _INFLATE_WBITS.get(encoding.strip().lower())
-    if wbits is None:
-        return None
-    if wbits == 0:
-        return body if len(body) <= ERROR_BODY_BYTES else None
-    inflater = zlib.decompressobj(wbits)
-    try:
-        readable = inflater.decompress(body, ERROR_BODY_BYTES + 1)
-    except zlib.error:
-        return None
-    return readable if len(readable) <= ERROR_BODY_BYTES else None
-
-
-def find_trace_ids(body: bytes) -> list[str]:
-    """traceId / traceIdentifier values of a Criteo error envelope, if it is one."""
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        return []
-    errors = envelope.get("errors") if isinstance(envelope, dict) else None
-    if not isinstance(errors, list):
-        return []
-    found: list[str] = []
-    for error in errors:
-        if isinstance(error, dict):
-            for key in ("traceId", "traceIdentifier"):
-                value = error.get(key)
-                if isinstance(value, str) and value not in found:
-                    found.append(value[:128])
-    return found
 
 
 def abort_client(request: web.Request) -> None:

@@ -19,13 +19,14 @@ from yarl import URL
 
 from proxy.errors import ProxyError, UpstreamFailure, upstream_errors
 from proxy.exchange import Exchange
-from proxy.forwarding.downstream import stream_back
+from proxy.forwarding.downstream import Downstream
 from proxy.forwarding.headers import build_upstream_headers
 from proxy.forwarding.request_body import NO_BODY, RequestBody, body_timeout, body_too_large
 from proxy.forwarding.retries import Failure, TransientPolicy, failure_reason, retry_delay
 from proxy.forwarding.versions import ApiVersions
 from proxy.observability.metrics import ProfileMetrics
-from proxy.ratelimit.pacer import Pacer, RateLimited, Send, Window
+from proxy.ratelimit.pacer import Pacer
+from proxy.ratelimit.window import RateLimited, Send, Window
 from proxy.tokens.provider import TokenProvider
 from proxy.tokens.token import Token
 
@@ -85,7 +86,7 @@ class Forwarder:
         self._settings = settings
         self._metrics = metrics
         self._pacer = pacer
-        self._versions = versions
+        self._downstream = Downstream(versions)
         self._transient = settings.transient
         self._response_timeout_label = (
             f"upstream.response_timeout ({settings.response_timeout_seconds:g} s)"
@@ -145,8 +146,7 @@ class Forwarder:
                 status, request, body, transient, exchange, upstream
             ):
                 continue
-            self._versions.note(status, upstream.headers, path_and_query)
-            return await stream_back(request, upstream, exchange)
+            return await self._downstream.stream_back(request, upstream, exchange)
 
     def _may_replay_after_401(self, body: RequestBody, exchange: Exchange) -> bool:
         if not body.replayable:

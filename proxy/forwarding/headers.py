@@ -2,11 +2,13 @@
 
 Pure functions over multidicts, tested with tables (werkzeug's ``http_proxy``
 shape): hop-by-hop headers are dropped both ways, ``Host`` and
-``Authorization`` are ours to set, the inbound key never leaves the machine.
+``Authorization`` are ours to set, the inbound key never leaves the machine, and an
+upstream header the proxy could not write to its client is left out.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -34,6 +36,10 @@ _REQUEST_ONLY: Final = frozenset(
 _DROPPED_UPSTREAM: Final = HOP_BY_HOP | _REQUEST_ONLY
 _DROPPED_UPSTREAM_OAUTH: Final = _DROPPED_UPSTREAM - {"authorization"}
 REQUEST_ID_HEADER: Final = "X-Request-Id"
+# What aiohttp's writer refuses in a header or status line (RFC 9110 5.5: a control
+# character other than HTAB), and what it cannot encode: bytes that were not UTF-8,
+# which its client hands over as lone surrogates. Writing either drops the connection.
+_UNWRITABLE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 _EXPOSED_HEADERS: Final = f"{REQUEST_ID_HEADER}, {ERROR_HEADER}"
 
 
@@ -73,14 +79,26 @@ def build_upstream_headers(
     return headers
 
 
+def is_writable(text: str) -> bool:
+    """Whether TEXT can stand in a header or a status line the proxy writes."""
+    return _UNWRITABLE.search(text) is None
+
+
 def build_downstream_headers(
     upstream: CIMultiDictProxy[str], *, request_id: str
-) -> CIMultiDict[str]:
-    """Criteo's response headers as the client should see them, in one pass over them."""
+) -> tuple[CIMultiDict[str], list[str]]:
+    """Criteo's response headers as the client should see them, in one pass over them,
+    and the names of those left out because the proxy could not write them."""
     dropped = _dropped_by(upstream, HOP_BY_HOP)
-    headers = CIMultiDict([(k, v) for k, v in upstream.items() if k.lower() not in dropped])
+    kept = [(k, v) for k, v in upstream.items() if k.lower() not in dropped]
+    unwritable: list[str] = []
+    # Most answers: one scan of all names and values together, and they all pass.
+    if not is_writable("".join([k + v for k, v in kept])):
+        unwritable = [k for k, v in kept if not (is_writable(k) and is_writable(v))]
+        kept = [(k, v) for k, v in kept if is_writable(k) and is_writable(v)]
+    headers = CIMultiDict(kept)
     headers[REQUEST_ID_HEADER] = request_id
-    return headers
+    return headers, unwritable
 
 
 def add_cors_headers(origin: str, headers: CIMultiDict[str]) -> None:

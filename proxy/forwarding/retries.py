@@ -20,6 +20,7 @@ import datetime
 import email.utils
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -27,6 +28,9 @@ from typing import Final, Literal
 from proxy.config.schema import TransientRetryConfig
 
 FIRST_DELAY_SECONDS: Final = 0.25
+_DELAY_SECONDS: Final = re.compile(r"[0-9]+")
+_MAX_DELAY_DIGITS: Final = 12  # about 30,000 years: past it, just "never"
+_MAX_HTTP_DATE_CHARS: Final = 64  # "Sunday, 06-Nov-1994 08:49:37 GMT" and room to spare
 
 # What went wrong with one send: a failure to connect, a connection lost before the
 # answer, or an answer's status.
@@ -95,15 +99,25 @@ def retry_delay(
 
 
 def parse_retry_after(value: str, *, now: float) -> float | None:
-    """``Retry-After`` as seconds from NOW: delay-seconds or an HTTP-date; None if neither."""
+    """``Retry-After`` as seconds from NOW: delay-seconds or an HTTP-date; None if neither.
+
+    The value is the upstream's, so anything may be in it: only ASCII digits count
+    (``str.isdigit`` takes ``²``), a delay too long to mean anything is infinite (it
+    never fits, so the answer is passed on), and a date no calendar holds is unreadable.
+    """
     text = value.strip()
-    if text.isdigit():
-        return float(int(text))
+    if _DELAY_SECONDS.fullmatch(text):
+        return float(text) if len(text) <= _MAX_DELAY_DIGITS else math.inf
+    if len(text) > _MAX_HTTP_DATE_CHARS:
+        return None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:  # "-0000": UTC, as HTTP dates are
         when = when.replace(tzinfo=datetime.UTC)
-    seconds = when.timestamp() - now
+    try:
+        seconds = when.timestamp() - now
+    except (ValueError, OverflowError):
+        return None
     return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 import re
 from typing import Final
+from urllib.parse import unquote_plus
 
 from proxy.exchange import RetryReason
 from proxy.observability import logs
 
-# A query value is masked when its key contains one of these (access_token, api_key, code...).
-_SECRET_QUERY_KEY: Final = re.compile(r"token|secret|password|key|code|auth", re.IGNORECASE)
+# A query value is masked when its key contains one of these (access_token, api_key, code...)
+_SECRET_QUERY_KEY: Final = re.compile(
+    r"token|secret|passw(?:or)?d|key|code|auth|signature", re.IGNORECASE
+)
+# ... or has one of these as a word of its own (sig, x_sig, apiSig; not design, signal).
+_SECRET_QUERY_WORDS: Final = frozenset({"sig", "pwd"})
+_WORD: Final = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+_DECODE_ROUNDS: Final = 3  # %2570 is %70 is "p": a name encoded more than once
 
 access_log = logging.getLogger(logs.ACCESS_LOGGER)
 
@@ -23,8 +30,27 @@ def redact_query(path_and_query: str) -> str:
     parts = []
     for pair in query.split("&"):
         key, eq, _value = pair.partition("=")
-        parts.append(f"{key}=***" if eq and _SECRET_QUERY_KEY.search(key) else pair)
+        parts.append(f"{key}=***" if eq and is_secret_looking(key) else pair)
     return f"{path}?{'&'.join(parts)}"
+
+
+def is_secret_looking(key: str) -> bool:
+    """Whether a query parameter named KEY (as written: ``%6Bey``, ``access%5Ftoken``)
+    looks like it carries a secret, once decoded as the server decodes it."""
+    for decoded_times in range(_DECODE_ROUNDS + 1):
+        if _SECRET_QUERY_KEY.search(key) or _has_secret_word(key):
+            return True
+        if decoded_times == _DECODE_ROUNDS or ("%" not in key and "+" not in key):
+            return False
+        key = unquote_plus(key)
+    return False
+
+
+def _has_secret_word(key: str) -> bool:
+    lowered = key.lower()
+    if not any(word in lowered for word in _SECRET_QUERY_WORDS):  # most keys: no split
+        return False
+    return any(word.lower() in _SECRET_QUERY_WORDS for word in _WORD.findall(key))
 
 
 def log_access(

@@ -16,6 +16,7 @@ import aiohttp
 from yarl import URL
 
 from proxy.errors import ErrorCode, describe
+from proxy.tokens.redaction import redact
 from proxy.tokens.token import Clock, Grant, Token, TokenError
 
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
@@ -81,7 +82,7 @@ class TokenEndpoint:
                 detail += f" ({description})"
             hint = self._grant.rejection_hint(oauth_error)
             error = self._error(502, "token_request_failed", f"{detail}: {hint}")
-            error.oauth_error = oauth_error or None
+            error.oauth_error = redact(oauth_error, self._grant.secrets()) or None
             raise error
         raise self._error(
             502,
@@ -127,10 +128,9 @@ class TokenEndpoint:
     def _error(
         self, status: int, code: ErrorCode, detail: str, *, endpoint_answered: bool = False
     ) -> TokenError:
-        # The endpoint's own words end up in detail: never let them echo a secret back.
-        for secret in self._grant.secrets():
-            if secret:
-                detail = detail.replace(secret, "***")
+        # The endpoint's own words end up in detail: never let them echo a secret back,
+        # however they encoded it.
+        detail = redact(detail, self._grant.secrets())
         return TokenError(status, code, detail, endpoint_answered=endpoint_answered)
 
 

@@ -5,24 +5,18 @@ password is never shown."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
 from proxy.tokens.store import TokenStore
 from tests.conftest import CliServer, StartCliServer, demo_env
-from tests.coordination.conftest import write_fleet_config
+from tests.coordination.conftest import get_status, write_fleet_config
 from tests.redis_server import RedisServer
-
-API = "/2026-07/advertisers/me"
-
-
-async def _get(http: aiohttp.ClientSession, url: str, path: str = API) -> int:
-    async with http.get(url + path) as answer:
-        await answer.read()
-        return answer.status
 
 
 async def _coordination(http: aiohttp.ClientSession, url: str) -> dict[str, object]:
@@ -66,7 +60,7 @@ async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
 
     async def traffic() -> None:
         while not stop_traffic.is_set():
-            statuses.extend(await asyncio.gather(*(_get(http, m.url) for m in members)))
+            statuses.extend(await asyncio.gather(*(get_status(http, m.url) for m in members)))
 
     running = asyncio.create_task(traffic())
     assert (await _coordination(http, members[0].url))["state"] == "up"
@@ -78,6 +72,7 @@ async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
     assert down["members"] is None
     assert isinstance(down["last_error"], str)
     assert await _metric(http, members[0].url, "criteo_proxy_coordination_up") == {"": 0.0}
+    assert await get_status(http, members[0].url, "/_proxy/ready") == 200  # Redis never changes it
     errors = await _metric(http, members[0].url, "criteo_proxy_coordination_errors_total")
     assert sum(errors.values()) >= 1
     own_redis.start()
@@ -122,12 +117,12 @@ async def test_a_member_that_rotated_alone_gives_redis_its_newer_generation_on_r
         },
     )
     member = await start_cli_server("--config", str(config), env=demo_env())
-    assert await _get(http, member.url) == 200
+    assert await get_status(http, member.url) == 200
     own_redis.stop()  # an empty Redis comes back: only the member knows the token
     await _wait_for_line(member, "unreachable")
     before = store.load().generation
     while store.load().generation == before:  # rotates alone, once its token expired
-        assert await _get(http, member.url) == 200
+        assert await get_status(http, member.url) == 200
         await asyncio.sleep(0.2)
     own_redis.start()
     # Once at start (Redis was empty), once on rejoin.
@@ -156,7 +151,7 @@ async def test_refused_credentials_fail_no_request_and_never_show_the_password(
     wrong = f"redis://:not-the-password-7731@127.0.0.1:{own_redis.port}/0"
     config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, wrong, key_prefix)
     member = await start_cli_server("--config", str(config), env=demo_env())
-    assert await _get(http, member.url) == 200
+    assert await get_status(http, member.url) == 200
     coordination = await _coordination(http, member.url)
     assert coordination["state"] == "down"
     assert coordination["redis"] == f"redis://127.0.0.1:{own_redis.port}/0"
@@ -189,14 +184,41 @@ async def test_a_redis_slower_than_the_timeout_fails_no_request(
         coordination={"redis_url": own_redis.url, "key_prefix": key_prefix, "timeout": 0.2},
     )
     member = await start_cli_server("--config", str(config), env=demo_env())
-    assert await _get(http, member.url) == 200
+    assert await get_status(http, member.url) == 200
     client = own_redis.client()
     try:
         await client.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # Redis stops answering
         criteo.revoke_tokens()  # the member needs a token now, and asks Redis first
-        assert await _get(http, member.url) == 200
+        assert await get_status(http, member.url) == 200
         await _wait_for_line(member, "coordination.timeout")
     finally:
         await client.execute_command("CLIENT", "UNPAUSE")
         await client.aclose()
     assert await member.stop() == 0
+
+
+def test_a_plain_redis_url_off_this_machine_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Built only, never started: no connection is tried to the documentation address."""
+    from proxy.config.schema import CoordinationConfig, Secret
+    from proxy.coordination.member import Member
+
+    def build(url: str) -> None:
+        Member(
+            CoordinationConfig(redis_url=Secret(url)),
+            token_url="http://127.0.0.1:9/oauth2/token",
+            client_id="c",
+            grant_type="client_credentials",
+            client_secret="s",
+        )
+
+    with caplog.at_level(logging.WARNING, logger="criteo_proxy.coordination"):
+        build("redis://:pw-9@192.0.2.10:6379/0")  # TEST-NET-1: no traffic, never started
+        build("rediss://192.0.2.10:6379/0")
+        build("redis://127.0.0.1:6379/0")
+        build("unix:///run/redis.sock")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "redis://192.0.2.10:6379/0 is reached without TLS" in warnings[0]
+    assert "pw-9" not in warnings[0]

@@ -17,10 +17,8 @@ from proxy.coordination.sealing import Sealer
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
 from tests.conftest import CliServer, StartCliServer, demo_env, run_cli
-from tests.coordination.conftest import write_fleet_config
+from tests.coordination.conftest import get_status, write_fleet_config
 from tests.redis_server import RedisServer
-
-API = "/2026-07/advertisers/me"
 
 
 def _member_config(
@@ -69,12 +67,6 @@ def _refreshes(criteo: FakeCriteo) -> list[str]:
     ]
 
 
-async def _get(http: aiohttp.ClientSession, url: str) -> int:
-    async with http.get(url + API) as answer:
-        await answer.read()
-        return answer.status
-
-
 async def test_three_members_rotate_a_single_use_refresh_token_for_a_while(
     tmp_path: Path,
     criteo: FakeCriteo,
@@ -93,7 +85,7 @@ async def test_three_members_rotate_a_single_use_refresh_token_for_a_while(
         members.append(await start_cli_server("--config", str(config), env=demo_env()))
     statuses: list[int] = []
     for _ in range(40):  # about 4 s of traffic spread over the members
-        statuses += await asyncio.gather(*(_get(http, m.url) for m in members))
+        statuses += await asyncio.gather(*(get_status(http, m.url) for m in members))
         await asyncio.sleep(0.1)
     assert statuses == [200] * len(statuses)
     sent = _refreshes(criteo)
@@ -191,7 +183,7 @@ async def test_a_member_killed_holding_the_lock_is_taken_over_after_its_lease(
     release.set()
     criteo.token_gate = None
     survivor = await start_cli_server("--config", str(config), env=demo_env())
-    assert await _get(http, survivor.url) == 200  # after the dead holder's lease ran out
+    assert await get_status(http, survivor.url) == 200  # after the dead holder's lease ran out
     assert await survivor.stop() == 0
 
 

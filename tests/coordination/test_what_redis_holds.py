@@ -16,16 +16,8 @@ from proxy.coordination.sealing import Sealer, Unreadable
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
 from tests.conftest import StartCliServer, demo_env
-from tests.coordination.conftest import redis_contents, write_fleet_config
+from tests.coordination.conftest import get_status, redis_contents, write_fleet_config
 from tests.redis_server import RedisServer
-
-API = "/2026-07/advertisers/me"
-
-
-async def _get(http: aiohttp.ClientSession, url: str) -> int:
-    async with http.get(url + API) as answer:
-        await answer.read()
-        return answer.status
 
 
 def _all_text(contents: dict[str, object]) -> str:
@@ -59,7 +51,7 @@ async def test_no_token_or_secret_is_readable_in_redis_and_every_key_expires_but
     )
     member = await start_cli_server("--config", str(config), env=demo_env())
     for _ in range(3):
-        assert await _get(http, member.url) == 200
+        assert await get_status(http, member.url) == 200
     contents = await redis_contents(redis_client, key_prefix)
     text = _all_text(contents)
     secrets = {DEMO_CLIENT_SECRET, store.load().refresh_token, "rt-seed-4f1c"}
@@ -106,11 +98,11 @@ async def test_members_that_disagree_on_the_key_act_alone_and_overwrite_nothing(
         )
 
     first = await start_cli_server("--config", str(config("a", key_a)), env=demo_env())
-    assert await _get(http, first.url) == 200
+    assert await get_status(http, first.url) == 200
     before = await redis_contents(redis_client, key_prefix)
     other = await start_cli_server("--config", str(config("b", key_b)), env=demo_env())
     for _ in range(3):
-        assert await _get(http, other.url) == 200
+        assert await get_status(http, other.url) == 200
     await other.wait_for_output(lambda: any("disagree" in line for line in other.stderr_lines))
     async with http.get(other.url + "/_proxy/status") as answer:
         (profile,) = (await answer.json())["profiles"]
@@ -149,7 +141,7 @@ async def test_the_previous_key_still_reads_so_that_the_key_can_rotate(
         },
     )
     first = await start_cli_server("--config", str(old_config), env=demo_env())
-    assert await _get(http, first.url) == 200
+    assert await get_status(http, first.url) == 200
     new_config = write_fleet_config(
         tmp_path / "new.yaml",
         criteo_url,
@@ -163,7 +155,7 @@ async def test_the_previous_key_still_reads_so_that_the_key_can_rotate(
         },
     )
     second = await start_cli_server("--config", str(new_config), env=demo_env())
-    assert await _get(http, second.url) == 200
+    assert await get_status(http, second.url) == 200
     assert len(criteo.token_requests) == 1  # the token sealed under the old key was read
     assert not any("disagree" in line for line in second.stderr_lines)
     for member in (first, second):

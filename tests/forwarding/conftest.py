@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -118,3 +119,77 @@ def release() -> Iterable[asyncio.Event]:
 async def stalling(criteo_server: TestServer, release: asyncio.Event) -> asyncio.Event:
     # Depends on criteo_server so that the event is set before the fake shuts down.
     return release
+
+
+# --- an upstream that says anything -----------------------------------------------------
+
+
+def raw_answer(
+    headers: Headers = (),
+    body: bytes = b"",
+    *,
+    status_line: bytes = b"HTTP/1.1 200 OK",
+    content_length: bool = True,
+) -> bytes:
+    """One HTTP/1.1 answer exactly as written, header values as raw bytes; the
+    connection closes after it, so that no framing mistake leaks into the next one."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    lines = [status_line, b"Connection: close"]
+    lines += [name.encode("latin-1") + b": " + _raw(value) for name, value in items]
+    if content_length:
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _raw(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+@dataclass
+class HostileUpstream:
+    """A raw socket server standing for Criteo's API: it answers every request with
+    ``answer``, byte for byte, whatever an HTTP library would refuse to write."""
+
+    url: str = ""
+    answer: bytes = field(default_factory=lambda: raw_answer(body=b"{}"))
+    requests: int = 0
+
+
+@pytest.fixture
+async def hostile_upstream() -> AsyncIterator[HostileUpstream]:
+    upstream = HostileUpstream()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    await reader.readexactly(int(value))
+            upstream.requests += 1
+            writer.write(upstream.answer)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream.url = f"http://127.0.0.1:{port}"
+    async with server:
+        yield upstream
+        server.close()
+
+
+@pytest.fixture
+def start_behind_hostile(
+    start_proxy: Any, hostile_upstream: HostileUpstream, criteo_url: str
+) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
+    """Start the proxy in front of HOSTILE_UPSTREAM, its tokens from the fake Criteo."""
+
+    async def start(**sections: Any) -> TestClient[Any, Any]:
+        upstream = {"url": hostile_upstream.url, "token_url": f"{criteo_url}/oauth2/token"}
+        return await start_proxy(upstream=upstream | sections.pop("upstream", {}), **sections)
+
+    return start

@@ -1,11 +1,15 @@
-"""Version sunset (DESIGN §3.6): Deprecation and Sunset are passed on, logged once, counted."""
+"""Version sunset (DESIGN §3.6): Deprecation and Sunset are passed on, logged once, counted;
+a deprecation said only in the envelope's warnings is too (issue 20, item 11)."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -105,3 +109,144 @@ async def test_deprecation_labels_stay_bounded_whatever_the_first_path_segment(
     deprecated = "criteo_proxy_deprecated_responses_total"
     assert sample(text, deprecated, version="other") == 5
     assert "junk" not in text
+
+
+# --- a dying version announced only in the body (issue 20, item 11) ---------------------
+
+
+async def versions_in_status(proxy: TestClient[Any, Any]) -> dict[str, Any]:
+    (profile,) = (await (await proxy.get("/_proxy/status")).json())["profiles"]
+    return {v["version"]: v for v in profile["versions"]}
+
+
+def envelope_with(*warnings: dict[str, str], data: bytes = b"[]") -> bytes:
+    return (
+        b'{"data":'
+        + data
+        + b',"errors":[],"warnings":'
+        + json.dumps(list(warnings)).encode()
+        + b"}"
+    )
+
+
+DEPRECATION_WARNING = {
+    "traceId": "t-9",
+    "type": "deprecation",
+    "code": "version-deprecated",
+    "title": "API version 2025-10 is deprecated",
+    "detail": "Support for 2025-10 ends on 2026-10-28",
+}
+
+
+async def test_a_deprecation_warning_in_criteos_envelope_is_logged_counted_and_marked(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, caplog: pytest.LogCaptureFixture
+) -> None:
+    criteo.deprecation_signal = "warnings"
+    caplog.set_level(logging.INFO, logger="criteo_proxy")
+    for _ in range(3):
+        resp = await proxy.get(DEPRECATED_PATH)
+        assert resp.status == 200
+        assert "Deprecation" not in resp.headers
+        assert "Sunset" not in resp.headers
+        body = await resp.json()
+        assert body["warnings"][0]["type"] == "deprecation"  # passed on untouched
+
+    [warning] = deprecation_warnings(caplog)
+    assert "2024-07" in warning
+    assert "update the tools" in warning
+    assert (
+        sample(await scrape(proxy), "criteo_proxy_deprecated_responses_total", version="2024-07")
+        == 3
+    )
+    marks = (await versions_in_status(proxy))["2024-07"]
+    assert marks["deprecated"] is True
+    assert marks["sunset"] is None
+
+
+async def test_headers_and_a_warning_on_one_answer_count_it_once(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    criteo.deprecation_signal = "both"
+    for _ in range(2):
+        assert (await proxy.get(DEPRECATED_PATH)).status == 200
+    text = await scrape(proxy)
+    assert sample(text, "criteo_proxy_deprecated_responses_total", version="2024-07") == 2
+    assert (await versions_in_status(proxy))["2024-07"]["sunset"] == SUNSET_2024_07
+
+
+async def test_a_warning_at_the_end_of_a_large_streamed_answer_is_seen(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = b",".join(b'{"id":"%d","name":"row %d"}' % (i, i) for i in range(20_000))
+    body = envelope_with(DEPRECATION_WARNING, data=b"[" + rows + b"]")
+    assert len(body) > 256 * 1024
+
+    async def large(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 10_000):
+            await response.write(body[start : start + 10_000])
+        await response.write_eof()
+        return response
+
+    criteo.handlers["/2025-10/statistics/large"] = large
+    caplog.set_level(logging.INFO, logger="criteo_proxy")
+    resp = await proxy.get("/2025-10/statistics/large")
+    assert resp.status == 200
+    assert await resp.read() == body
+    [warning] = deprecation_warnings(caplog)
+    assert "2025-10" in warning
+    assert (await versions_in_status(proxy))["2025-10"]["deprecated"] is True
+
+
+async def test_a_warning_in_a_gzipped_answer_is_seen(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo
+) -> None:
+    body = gzip.compress(envelope_with(DEPRECATION_WARNING), mtime=0)
+
+    async def compressed(request: web.Request) -> web.Response:
+        return web.Response(
+            body=body, content_type="application/json", headers={"Content-Encoding": "gzip"}
+        )
+
+    criteo.handlers["/2025-10/compressed"] = compressed
+    resp = await proxy.get("/2025-10/compressed", auto_decompress=False)
+    assert await resp.read() == body
+    assert (await versions_in_status(proxy))["2025-10"]["deprecated"] is True
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        pytest.param(
+            "application/json",
+            envelope_with({"type": "validation", "title": "deprecation is not the type"}),
+            id="another-type",
+        ),
+        pytest.param("text/csv", b'id\n"warnings":[{"type":"deprecation"}]\n', id="not-json"),
+        pytest.param(
+            "application/json",
+            b'{"data":[],"warnings":' + b"[" * 5000 + b'{"type":"deprecation"}',
+            id="nested-5000-deep",
+        ),
+        pytest.param(
+            "application/json",
+            b'{"data":"\\"warnings\\":[{\\"type\\":\\"deprecation\\"}]","warnings":[]}',
+            id="inside-a-string",
+        ),
+        pytest.param("application/json", b'{"warnings":[{"type":"deprecation"', id="cut-off"),
+    ],
+)
+async def test_no_deprecation_is_read_where_there_is_none(
+    proxy: TestClient[Any, Any], criteo: FakeCriteo, content_type: str, body: bytes
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    criteo.handlers["/2025-10/other"] = answer
+    resp = await proxy.get("/2025-10/other")
+    assert resp.status == 200
+    assert await resp.read() == body
+    assert (await versions_in_status(proxy))["2025-10"]["deprecated"] is False
+    assert "criteo_proxy_deprecated_responses_total{" not in await scrape(proxy)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from proxy.fakes.criteo import FakeCriteo
-from proxy.ratelimit.pacer import Window
+from proxy.ratelimit.window import Window
 from proxy.ratelimit.window_headers import read_window
 from tests.conftest import StartProxy
 

@@ -11,7 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fakes.criteo import FakeCriteo
-from proxy.ratelimit.pacer import RateLimited, Window, bucket_for
+from proxy.ratelimit.pacer import bucket_for
+from proxy.ratelimit.window import RateLimited, Window
 from proxy.ratelimit.window_headers import parse_window
 from tests.conftest import StartProxy
 
