@@ -9,13 +9,13 @@ DESIGN 1. The probes are also run for real, against the fake Criteo on loopback.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 import secrets
 import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,10 +27,9 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from proxy.config.loader import parse_config
-from proxy.config.schema import CLIENT_ID_ENV_VAR, Config
-from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.config.schema import CLIENT_ID_ENV_VAR
+from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
 from proxy.server.app import build_app
-from proxy.tokens.store import TokenStore
 from tests.conftest import StartProxy, clean_env
 from tests.deploy.conftest import (
     BEHIND_SERVICE,
@@ -53,8 +52,10 @@ from tests.deploy.conftest import (
     probes,
     proxy_containers,
     with_api_keys_file,
+    with_token_store,
     workloads,
 )
+from tests.deploy.redis_manifest import started_manifest_redis
 
 # The oldest Kubernetes minor still supported upstream when these were written (1.35-1.37,
 # December 2026). The manifests need 1.34 at least: native sidecars (GA 1.33) and the
@@ -253,7 +254,9 @@ def test_every_writable_path_is_an_empty_dir_or_the_token_stores_claim(
         mount, volume = proxy.mount_of(config.credentials.token_store)
         # The whole directory, not a file: the store is replaced by a rename in it.
         assert mount["mountPath"] == store_dir
-        assert "persistentVolumeClaim" in volume
+        # A serving pod's own claim; authorize's copy is thrown away (Redis keeps it).
+        kind = "emptyDir" if proxy.workload["kind"] == "Pod" else "persistentVolumeClaim"
+        assert kind in volume
         assert store_dir.startswith(IMAGE.home + "/")
         assert sorted(writable) == sorted(["/tmp", store_dir])
     else:
@@ -261,40 +264,52 @@ def test_every_writable_path_is_an_empty_dir_or_the_token_stores_claim(
 
 
 @proxy_containers(WITH_TOKEN_STORE)
-def test_a_token_store_has_one_writer_one_replica_recreated_and_kept_unchanged_by_fs_group(
-    proxy: ProxyContainer,
+def test_each_replica_has_a_store_of_its_own_shared_through_redis_and_unchanged_by_fs_group(
+    proxy: ProxyContainer, tmp_path: Path
 ) -> None:
-    if proxy.workload["kind"] == "Deployment":
-        assert proxy.workload["spec"]["replicas"] == 1
-        assert proxy.workload["spec"]["strategy"] == {"type": "Recreate"}
+    """DESIGN 11: with coordination the refresh token rotates under the fleet's lock and
+    lives in Redis and in each member's file, so replicas are safe; one store file shared
+    by two processes never is (they would rotate it apart)."""
+    assert proxy.parse(tmp_path).coordination.enabled
+    if proxy.workload["kind"] == "StatefulSet":
+        spec = proxy.workload["spec"]
+        assert spec["replicas"] >= 2
+        # Each pod its own claim from the template, kept when the set shrinks or goes:
+        # a second copy of the refresh token beside Redis's.
+        (template,) = spec["volumeClaimTemplates"]
+        assert template["spec"]["accessModes"] == ["ReadWriteOnce"]
+        assert spec["persistentVolumeClaimRetentionPolicy"] == {
+            "whenDeleted": "Retain",
+            "whenScaled": "Retain",
+        }
+        assert spec["podManagementPolicy"] == "Parallel"  # no pod waits for another
+    assert proxy.workload["kind"] in ("StatefulSet", "Pod")  # never a shared claim
     # fsGroup's default (Always) would chmod g+rw every file at each mount: a 0660
     # store, which the proxy refuses at start.
     assert proxy.spec["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
-    claims = {
-        volume["persistentVolumeClaim"]["claimName"]
-        for _, volume in proxy.mounts()
-        if "persistentVolumeClaim" in volume
-    }
-    pvcs = {
-        d["metadata"]["name"] for _, d in all_documents() if d["kind"] == "PersistentVolumeClaim"
-    }
-    assert claims
-    assert claims <= pvcs
+    assert not [d for _, d in all_documents() if d["kind"] == "PersistentVolumeClaim"]
 
 
-def test_the_authorize_pod_and_the_deployment_share_the_store_config_and_secret() -> None:
+def test_the_authorize_pod_and_the_serving_pods_share_config_secrets_and_redis(
+    tmp_path: Path,
+) -> None:
+    """`authorize` writes the new refresh token to Redis (DESIGN 11), where the serving
+    pods take it; its own store file is a throwaway emptyDir."""
     (authorize,) = [p for p in PROXY_CONTAINERS if p.manifest == "authorize.yaml"]
-    (deployment,) = [p for p in SERVING if p.manifest == "authorization-code.yaml"]
-    assert authorize.config_text == deployment.config_text
+    (serving,) = [p for p in SERVING if p.manifest == "authorization-code.yaml"]
+    assert authorize.config_text == serving.config_text
+    assert authorize.parse(tmp_path).coordination.enabled
+    store_dir = str(PurePosixPath(authorize.parse(tmp_path).credentials.token_store).parent)
 
     def sources(proxy: ProxyContainer) -> dict[str, Any]:
         return {
             mount["mountPath"]: {k: v for k, v in volume.items() if k != "name"}
             for mount, volume in proxy.mounts()
+            if mount["mountPath"] != store_dir
         }
 
-    assert sources(authorize) == sources(deployment)
-    assert authorize.env == deployment.env
+    assert sources(authorize) == sources(serving)
+    assert authorize.env == serving.env
 
 
 # --- 4. probes: the DESIGN's reserved paths, and they work ------------------------------
@@ -344,16 +359,6 @@ def test_only_the_readiness_probe_names_a_keys_file_and_it_is_the_configs(
             assert arguments == [], kind
 
 
-def with_token_store(config: Config, tmp_path: Path, criteo: FakeCriteo) -> Config:
-    """The config with its store in TMP_PATH, holding a refresh token the fake knows."""
-    refresh_token = "rt-" + secrets.token_urlsafe(16)
-    criteo.refresh_tokens[refresh_token] = DEMO_CLIENT_ID
-    store = tmp_path / "store" / "tokens.json"
-    TokenStore(str(store)).save(DEMO_CLIENT_ID, refresh_token)
-    credentials = dataclasses.replace(config.credentials, token_store=str(store))
-    return dataclasses.replace(config, credentials=credentials)
-
-
 async def run_probe(
     probe: dict[str, Any],
     port: int,
@@ -393,40 +398,41 @@ async def test_the_probes_pass_against_the_proxy_the_manifest_configures(
     Liveness holds whatever Criteo does; readiness fails while no token can be had.
     """
     api_key = "k-" + secrets.token_hex(16)
-    secret_file = tmp_path / "client_secret"
-    secret_file.write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
-    raw = yaml.safe_load(proxy.config_text)
-    raw["upstream"] = {"url": criteo_url}
-    raw["credentials"]["client_secret_file"] = str(secret_file)
-    raw = with_api_keys_file(raw, tmp_path, [api_key])
-    environ = {CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID}
-    config = parse_config(raw, environ={k: v for k, v in environ.items() if k in proxy.env})
-    if config.credentials.grant_type == "authorization_code":
-        config = with_token_store(config, tmp_path, criteo)
-    if token_endpoint == "refusing":
-        criteo.token_failure_status = 401
-    client = await start_proxy(config)
-    assert client.port is not None
-    probe_env = clean_env(**{k: v for k, v in environ.items() if k in proxy.env})
+    async with AsyncExitStack() as stack:
+        redis = None
+        if proxy.redis_password_variable:  # redis.yaml's, for real
+            redis = await stack.enter_async_context(started_manifest_redis(tmp_path / "redis"))
+        config = proxy.local_config(
+            tmp_path, criteo=criteo, criteo_url=criteo_url, api_key=api_key, redis=redis
+        )
+        if token_endpoint == "refusing":
+            criteo.token_failure_status = 401
+        client = await start_proxy(config)
+        await run_the_probes(proxy, client.port, api_key, token_endpoint, tmp_path)
+        await client.close()  # before its Redis stops
+
+
+async def run_the_probes(
+    proxy: ProxyContainer, port: int | None, api_key: str, token_endpoint: str, tmp_path: Path
+) -> None:
+    assert port is not None
+    probe_env = clean_env()  # the container's environment holds no key
     keys_file = tmp_path / "mounted-keys"
     keys_file.write_text(api_key + "\n", encoding="utf-8")
     files = {proxy.api_keys_file: keys_file} if proxy.api_keys_file else {}
 
     for kind, probe in probes(proxy.container).items():
-        result = await run_probe(probe, client.port, probe_env, files)
+        result = await run_probe(probe, port, probe_env, files)
         expected = 1 if (kind == "readinessProbe" and token_endpoint == "refusing") else 0
         assert result.returncode == expected, (kind, result.stderr.decode())
 
-    if config.security.api_keys:  # readiness needs the key, liveness does not (DESIGN 4)
-        assert proxy.api_keys_file is not None
+    if proxy.api_keys_file:  # readiness needs the key, liveness does not (DESIGN 4)
         wrong_file = tmp_path / "wrong-keys"
         wrong_file.write_text("not-the-key\n", encoding="utf-8")
         wrong = {proxy.api_keys_file: wrong_file}
         found = probes(proxy.container)
-        ready = await run_probe(found["readinessProbe"], client.port, probe_env, wrong)
-        assert ready.returncode == 1
-        live = await run_probe(found["livenessProbe"], client.port, probe_env, wrong)
-        assert live.returncode == 0
+        assert (await run_probe(found["readinessProbe"], port, probe_env, wrong)).returncode == 1
+        assert (await run_probe(found["livenessProbe"], port, probe_env, wrong)).returncode == 0
 
 
 @proxy_containers(SERVING)
@@ -488,16 +494,14 @@ def test_the_network_policy_admits_only_labelled_pods_on_the_proxys_port(
 def secret_references() -> set[tuple[str, str]]:
     """(Secret, key) pairs the manifests read."""
     found = set()
-    for _, doc in all_documents():
-        if doc["kind"] not in ("Deployment", "Pod"):
-            continue
+    for doc in workloads():
         spec = pod_spec(doc)
         for container in all_containers(spec):
             for item in container.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     found.add((ref["name"], ref["key"]))
-        for volume in spec["volumes"]:
+        for volume in spec.get("volumes", []):
             if "secret" in volume:
                 for item in volume["secret"]["items"]:
                     found.add((volume["secret"]["secretName"], item["key"]))
