@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
-from collections.abc import Iterator
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from proxy.config.loader import load_config
-from proxy.config.schema import CONFIG_ENV_VAR, Config
+from proxy.config.loader import load_config, parse_config
+from proxy.config.schema import CLIENT_ID_ENV_VAR, CONFIG_ENV_VAR, Config
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.tokens.store import TokenStore
+
+if TYPE_CHECKING:
+    from tests.deploy.redis_manifest import ManifestRedis
 
 REPO = Path(__file__).resolve().parent.parent.parent
 KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
@@ -21,20 +30,22 @@ KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
 # and so is checked like the others.
 MANIFEST_KINDS = {
     "sidecar.yaml": ["ConfigMap", "Deployment"],
-    "shared.yaml": ["ConfigMap", "Deployment", "Service", "NetworkPolicy"],
+    "shared.yaml": ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "NetworkPolicy"],
     "authorization-code.yaml": [
-        "PersistentVolumeClaim",
         "ConfigMap",
-        "Deployment",
+        "StatefulSet",
+        "PodDisruptionBudget",
         "Service",
         "NetworkPolicy",
     ],
-    "authorize.yaml": ["Pod"],
+    "authorize.yaml": ["Pod", "NetworkPolicy"],
+    "redis.yaml": ["ConfigMap", "StatefulSet", "Service", "NetworkPolicy"],
 }
 
 # DESIGN 1, "Reserved paths": served by the proxy itself, never forwarded.
 HEALTH_PATH = "/_proxy/health"  # 200 while the process serves; never asks for a token
 READY_PATH = "/_proxy/ready"  # 200 when a token is cached or can be fetched now
+PLACEHOLDER_API_KEY = "placeholder-api-key"
 
 
 # --- what the manifests say -------------------------------------------------------------
@@ -51,6 +62,13 @@ def all_documents() -> Iterator[tuple[str, dict[str, Any]]]:
             yield name, doc
 
 
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Pod")  # what runs containers here
+
+
+def workloads() -> list[dict[str, Any]]:
+    return [doc for _, doc in all_documents() if doc["kind"] in WORKLOAD_KINDS]
+
+
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = (
         workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
@@ -62,6 +80,18 @@ def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
     meta = workload if workload["kind"] == "Pod" else workload["spec"]["template"]
     labels: dict[str, str] = meta["metadata"]["labels"]
     return labels
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels; matchExpressions In, NotIn) selects LABELS."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] in ("In", "NotIn"), expression
+        value = labels.get(expression["key"])
+        if (value in expression["values"]) != (expression["operator"] == "In"):
+            return False
+    return True
 
 
 def all_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,7 +126,14 @@ class ProxyContainer:
         return {item["name"]: item for item in self.container.get("env", [])}
 
     def volume(self, name: str) -> dict[str, Any]:
-        (volume,) = [v for v in self.spec["volumes"] if v["name"] == name]
+        """The pod's volume NAME; a StatefulSet's claim template as a persistentVolumeClaim."""
+        templates = self.workload["spec"].get("volumeClaimTemplates", [])
+        claims = [
+            {"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": name}}
+            for t in templates
+            if t["metadata"]["name"] == name
+        ]
+        (volume,) = [v for v in self.spec["volumes"] if v["name"] == name] + claims
         return volume
 
     def mounts(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
@@ -118,10 +155,19 @@ class ProxyContainer:
         """The container's variables with stand-in values: what ${VAR} may name."""
         return {name: f"placeholder-{name.lower()}" for name in self.env}
 
+    @property
+    def api_keys_file(self) -> str | None:
+        """security.api_keys_file as the embedded config names it (a path in the container)."""
+        security = yaml.safe_load(self.config_text).get("security") or {}
+        path: str | None = security.get("api_keys_file")
+        return path
+
     def parse(self, tmp_path: Path, **environ: str) -> Config:
-        """The embedded config.yaml through the proxy's own loader, as the container reads it."""
+        """The embedded config.yaml through the proxy's own loader, as the container reads it
+        (its keys file, if any, holding PLACEHOLDER_API_KEY)."""
+        raw = with_api_keys_file(yaml.safe_load(self.config_text), tmp_path, [PLACEHOLDER_API_KEY])
         path = tmp_path / f"{self.workload['metadata']['name']}.yaml"
-        path.write_text(self.config_text, encoding="utf-8")
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
         return load_config(
             str(path),
             # The image's own variable too: a file without listen.host listens on its host.
@@ -133,6 +179,49 @@ class ProxyContainer:
             require_credentials=False,
         )
 
+    @property
+    def redis_password_variable(self) -> str | None:
+        """The ${VAR} that coordination.redis_url takes its password from, if any."""
+        coordination = yaml.safe_load(self.config_text).get("coordination") or {}
+        url = coordination.get("redis_url")
+        if url is None:
+            return None
+        match = re.fullmatch(r"\$\{(\w+)\}", urlsplit(url).password or "")
+        assert match, f"{self.id}: the Redis password is not a ${{VAR}} of the container"
+        return match.group(1)
+
+    def local_config(
+        self,
+        tmp_path: Path,
+        *,
+        criteo: FakeCriteo,
+        criteo_url: str,
+        api_key: str,
+        redis: ManifestRedis | None = None,
+    ) -> Config:
+        """The embedded config as this container runs it, aimed at loopback: the fake
+        Criteo, the client secret and the keys in files of TMP_PATH, a token store the fake
+        knows (authorization code), and redis.yaml's Redis run for real (coordination)."""
+        secret_file = tmp_path / "client_secret"
+        secret_file.write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
+        raw = with_api_keys_file(yaml.safe_load(self.config_text), tmp_path, [api_key])
+        raw["upstream"] = {"url": criteo_url}
+        raw["credentials"]["client_secret_file"] = str(secret_file)
+        environ = {CLIENT_ID_ENV_VAR: DEMO_CLIENT_ID}
+        variable = self.redis_password_variable
+        if variable is not None:
+            assert redis is not None, f"{self.id} needs redis.yaml's Redis"
+            url = raw["coordination"]["redis_url"]
+            where = urlsplit(url)
+            local = url.replace(f"@{where.hostname}:{where.port}/", f"@127.0.0.1:{redis.port}/")
+            assert local != url
+            raw["coordination"]["redis_url"] = local
+            environ[variable] = redis.password
+        config = parse_config(raw, environ={k: v for k, v in environ.items() if k in self.env})
+        if config.credentials.grant_type == "authorization_code":
+            config = with_token_store(config, tmp_path, criteo)
+        return config
+
     def services(self) -> list[dict[str, Any]]:
         labels = pod_labels(self.workload)
         return [
@@ -142,6 +231,29 @@ class ProxyContainer:
             and doc["spec"]["selector"].items() <= labels.items()
             and doc["metadata"].get("namespace") == self.workload["metadata"].get("namespace")
         ]
+
+
+def with_api_keys_file(raw: dict[str, Any], tmp_path: Path, keys: list[str]) -> dict[str, Any]:
+    """RAW with its security.api_keys_file at a file of TMP_PATH holding KEYS one a line,
+    as the mounted Secret holds them in the container."""
+    security = raw.get("security") or {}
+    if "api_keys_file" not in security:
+        return raw
+    raw = copy.deepcopy(raw)
+    keys_file = tmp_path / "api-keys"
+    keys_file.write_text("".join(f"{key}\n" for key in keys), encoding="utf-8")
+    raw["security"]["api_keys_file"] = str(keys_file)
+    return raw
+
+
+def with_token_store(config: Config, tmp_path: Path, criteo: FakeCriteo) -> Config:
+    """The config with its store in TMP_PATH, holding a refresh token the fake knows."""
+    refresh_token = "rt-" + secrets.token_urlsafe(16)
+    criteo.refresh_tokens[refresh_token] = DEMO_CLIENT_ID
+    store = tmp_path / "store" / "tokens.json"
+    TokenStore(str(store)).save(DEMO_CLIENT_ID, refresh_token)
+    credentials = dataclasses.replace(config.credentials, token_store=str(store))
+    return dataclasses.replace(config, credentials=credentials)
 
 
 def find_proxy_containers() -> list[ProxyContainer]:
@@ -155,7 +267,7 @@ def find_proxy_containers() -> list[ProxyContainer]:
     for name in MANIFEST_KINDS:
         docs = load_manifest(name)
         for workload in docs:
-            if workload["kind"] not in ("Deployment", "Pod"):
+            if workload["kind"] not in WORKLOAD_KINDS:
                 continue
             spec = pod_spec(workload)
             for container in all_containers(spec):
@@ -177,7 +289,7 @@ def find_proxy_containers() -> list[ProxyContainer]:
 
 
 PROXY_CONTAINERS = find_proxy_containers()
-SERVING = [p for p in PROXY_CONTAINERS if p.workload["kind"] == "Deployment"]
+SERVING = [p for p in PROXY_CONTAINERS if p.workload["kind"] in ("Deployment", "StatefulSet")]
 BEHIND_SERVICE = [p for p in SERVING if p.services()]
 WITH_TOKEN_STORE = [
     p
@@ -238,3 +350,16 @@ def read_dockerfile() -> Image:
 
 
 IMAGE = read_dockerfile()
+
+
+# --- redis.yaml's Redis, run for real ------------------------------------------------------
+
+
+@pytest.fixture
+async def manifest_redis(tmp_path: Path) -> AsyncIterator[ManifestRedis]:
+    """redis.yaml's Redis as its container runs it, on a free loopback port."""
+    # Imported here: redis_manifest reads the manifests with this module's helpers.
+    from tests.deploy.redis_manifest import started_manifest_redis
+
+    async with started_manifest_redis(tmp_path) as server:
+        yield server

@@ -16,11 +16,11 @@ from tests.deploy.conftest import (
     SERVING,
     ProxyContainer,
     all_containers,
-    all_documents,
     pod_spec,
     probe_url,
     probes,
     proxy_containers,
+    workloads,
 )
 
 # --- 2. the image: user, paths, ports ---------------------------------------------------
@@ -44,7 +44,7 @@ def test_the_proxy_runs_as_the_images_user_read_only_without_privileges(
 
 @pytest.mark.parametrize(
     "workload",
-    [d for _, d in all_documents() if d["kind"] in ("Deployment", "Pod")],
+    workloads(),
     ids=lambda d: d["metadata"]["name"],
 )
 def test_every_pod_meets_the_restricted_pod_security_standard(workload: dict[str, Any]) -> None:
@@ -65,7 +65,7 @@ def test_the_commands_are_the_images_venv_and_the_config_is_the_config_maps_file
     proxy: ProxyContainer,
 ) -> None:
     command = proxy.container["command"]
-    if proxy.workload["kind"] == "Deployment":
+    if proxy.workload["kind"] in ("Deployment", "StatefulSet"):
         assert command == [f"{IMAGE.venv}/bin/{IMAGE.entrypoint}"]
         assert proxy.container["args"] == ["run"]
     else:  # authorize.yaml waits for `kubectl exec ... criteo-proxy authorize`

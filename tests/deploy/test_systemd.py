@@ -128,6 +128,23 @@ def test_the_sandbox_leaves_exactly_the_token_stores_directory_writable() -> Non
     assert UNIT["Service.UMask"] == ["0077"]
 
 
+def size_bytes(value: str) -> int:
+    """A systemd size (512M, 1G, or bytes) in bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    if value[-1:].upper() in units:
+        return int(value[:-1]) * units[value[-1].upper()]
+    return int(value)
+
+
+def test_memory_is_bounded_above_what_the_proxy_needs_and_throttled_before_the_kill() -> None:
+    """Issue 20: a runaway (70 MB answers of /_proxy/requests were possible) ends at a
+    bound, as the Kubernetes files' 256Mi limit does, not in the machine's OOM killer."""
+    (memory_max,) = UNIT["Service.MemoryMax"]
+    (memory_high,) = UNIT["Service.MemoryHigh"]
+    # One process holds 50-56 MB; bodies buffered for the 401 retry take 10 MiB each.
+    assert 128 << 20 <= size_bytes(memory_high) < size_bytes(memory_max) <= 512 << 20
+
+
 async def test_the_units_command_line_serves_with_the_files_its_comment_installs(
     home: Path,
     criteo_url: str,
