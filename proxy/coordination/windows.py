@@ -3,11 +3,12 @@ the fleet's sends since, taken atomically by one script per send (DESIGN 11).
 
 The word kept is the answer with the latest reset, and of those the lowest remaining.
 Sends still unanswered may not be counted in it (answers overtake each other, at Criteo
-and on the way back), so each answer's word is taken with the fleet's sends then in
-flight counted against it, as a lone proxy counts its own (``ratelimit.quota``): the
-fleet may leave a call of a window unused, never send one too many. Sends in flight
-are a sorted set (send number, granted at), so that those of a member that died are
-forgotten after ``upstream.response_timeout``. Before any word, one send goes as a
+and on the way back), so each answer's word is taken with the fleet's sends of that
+window then in flight counted against it, as a lone proxy counts its own
+(``ratelimit.quota``). Sends in flight are a sorted set (send number, granted at): a
+window counts those granted since it began (sends granted before its start reached
+Criteo in the window before), and those of a member that died are forgotten after
+``upstream.response_timeout``. Before any word, one send goes as a
 probe and the others wait for its answer; a window whose reset has passed is full
 again, less what is still in flight, until an answer names the next. Times are Redis's
 (``TIME``); a reset more than a minute away, from Criteo or from Redis, is not trusted.
@@ -55,9 +56,12 @@ if limit == nil then
   return {1, 'probe', '0', '', '', '', grant()}
 end
 if reset ~= nil and now >= reset + margin then
-  remaining, reset, sent = limit, nil, redis.call('ZCARD', KEYS[2])
-  redis.call('HSET', KEYS[1], 'remaining', remaining, 'sent', sent)
+  -- A new window: the sends still in flight from before its start were counted in the
+  -- old one (they reached Criteo before the reset); those granted since count here.
+  sent = redis.call('ZCOUNT', KEYS[2], reset, '+inf')
+  redis.call('HSET', KEYS[1], 'remaining', limit, 'sent', sent, 'window_start', reset)
   redis.call('HDEL', KEYS[1], 'reset')
+  remaining, reset = limit, nil
 end
 local left = remaining - sent
 local reset_in = ''
@@ -78,22 +82,44 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], 'probe_until')
-if ARGV[2] == nil then return 0 end
+-- Whatever this answer says, its send is no longer in flight: an answer that is not the
+-- lowest word was counted in that word already (Criteo counts in order), and a failure
+-- or an unmetered answer holds no call of the window either.
+local function recount()
+  local start = redis.call('HGET', KEYS[1], 'window_start') or '-inf'
+  if redis.call('HEXISTS', KEYS[1], 'sent') == 1 then
+    redis.call('HSET', KEYS[1], 'sent', redis.call('ZCOUNT', KEYS[2], start, '+inf'))
+  end
+end
+if ARGV[2] == nil then
+  recount()
+  return 0
+end
 local limit, remaining, reset = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local margin, ahead = tonumber(ARGV[5]), tonumber(ARGV[6])
-if reset > now + ahead or reset + margin <= now then return 0 end
-local h = redis.call('HMGET', KEYS[1], 'remaining', 'reset')
+if reset > now + ahead or reset + margin <= now then
+  recount()
+  return 0
+end
+local h = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'window_start')
 local known_remaining, known_reset = tonumber(h[1]), tonumber(h[2])
+local window_start = h[3] or '-inf'
 if known_reset ~= nil and known_reset > now + ahead then known_reset = nil end
 if known_reset == nil or reset > known_reset
     or (reset == known_reset and remaining < known_remaining) then
+  if known_reset ~= nil and reset > known_reset then
+    window_start = tostring(known_reset)  -- a newer window: it began at the old reset
+  end
+  -- Sends of this window still unanswered may not be counted in this word yet.
   redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining,
-    'reset', tostring(reset), 'sent', redis.call('ZCARD', KEYS[2]))
+    'reset', tostring(reset), 'window_start', window_start,
+    'sent', redis.call('ZCOUNT', KEYS[2], window_start, '+inf'))
   local keep = math.ceil(reset - now) + tonumber(ARGV[7])
   redis.call('EXPIRE', KEYS[1], keep)
   redis.call('EXPIRE', KEYS[2], keep)
   return 1
 end
+recount()
 return 0
 """
 

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # the fleet's libraries load only with coordination on
 
 _ANSWER_WAIT_SECONDS: Final = 1.0  # as for a lone proxy: then the request goes anyway
 _ANSWER_POLL_SECONDS: Final = 0.05
+# A spent window is asked again this often while its reset is further away: the other
+# members' answers may free a slot that the sends counted in flight were holding.
+_RECHECK_SECONDS: Final = 0.2
 
 
 class FleetRateLimited(Exception):
@@ -51,6 +54,7 @@ class FleetLine:
         self.last_seen_at = 0.0  # epoch seconds
         self._answering: set[asyncio.Task[None]] = set()
         self._unmetered = False  # an answer came without rate-limit headers: nobody waits
+        self._answered = asyncio.Event()  # set as each answer of ours reaches the fleet
 
     @property
     def active(self) -> bool:
@@ -94,7 +98,9 @@ class FleetLine:
             if slot.wait_seconds is not None:  # the window is spent until its reset
                 if waited + slot.wait_seconds > max_wait_seconds:
                     raise FleetRateLimited(time.time() + slot.wait_seconds)
-                await asyncio.sleep(slot.wait_seconds)
+                # Until the reset, or sooner: an answer may show that calls counted in
+                # flight were counted by Criteo already, and free a slot of this window.
+                await self._next_answer(min(slot.wait_seconds, _RECHECK_SECONDS))
                 continue
             # A probe is out, or the window is spent and its reset unknown: an answer
             # will tell; past a second the request goes anyway, as before any answer.
@@ -103,7 +109,15 @@ class FleetLine:
                 waiting_for_answer_since = now
             elif now - waiting_for_answer_since >= _ANSWER_WAIT_SECONDS:
                 return FleetSend(waited, None)
-            await asyncio.sleep(_ANSWER_POLL_SECONDS)
+            await self._next_answer(_ANSWER_POLL_SECONDS)
+
+    async def _next_answer(self, timeout_seconds: float) -> None:
+        """Until this member hears an answer told to the fleet, or TIMEOUT_SECONDS pass
+        (the other members' answers are heard by asking again)."""
+        self._answered.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_seconds):
+                await self._answered.wait()
 
     def answered(self, number: int, window: WindowState) -> None:
         """Criteo's word on send NUMBER, to Redis in the background (a client's answer
@@ -136,6 +150,7 @@ class FleetLine:
             remaining=window.remaining,
             reset_at=window.reset_at,
         )
+        self._answered.set()  # the head of the line asks again
 
     def _reset_at(self) -> float:
         last = self.last

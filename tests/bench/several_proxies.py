@@ -205,6 +205,7 @@ class Row:
     seconds: float
     token_requests: int
     refused_after_first_answer: int
+    per_window: list[int]  # calls accepted in each window the run spanned
 
 
 async def run(
@@ -253,6 +254,14 @@ async def run(
                 )
                 ended_epoch = time.time()
                 waits = [w for url in urls for w in await waits_of(session, url)]
+            warnings = [
+                line
+                for log in Path(tmp).glob("proxy-*.log")
+                for line in log.read_text(errors="replace").splitlines()
+                if " WARNING " in line or " ERROR " in line
+            ]
+            for line in warnings[:10]:
+                print(f"        proxy log: {line[:200]}", file=sys.stderr)
     finally:
         for process in processes:
             if process.returncode is None:
@@ -284,6 +293,10 @@ async def run(
         # The first answer of a run tells the fleet the window; every 429 Criteo answered
         # counts here, as the runs start with a token and no call sent yet.
         refused_after_first_answer=fake.throttled - refused_before,
+        per_window=[
+            sum(n for (_, index), n in fake.rate_counts.items() if index == window)
+            for window in range(first, last + 1)
+        ],
     )
 
 
@@ -349,6 +362,7 @@ async def main() -> None:
         action="store_true",
         help="each count alone and then sharing a redis-server (DESIGN 11), side by side",
     )
+    parser.add_argument("--windows", action="store_true", help="print calls per window too")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     schedule = build_schedule(args.requests, args.seconds, args.seed)
@@ -390,6 +404,8 @@ async def main() -> None:
                 print(f"[bench] {count} proxies, {mode}...", file=sys.stderr, flush=True)
                 row = await run(count, schedule, args, url)
                 print(format_row(row, args.limit), flush=True)
+                if args.windows:
+                    print(f"        calls per window: {row.per_window}", flush=True)
                 for kind, n in row.outcomes.kinds.items():
                     kinds[f"{count} proxies {mode}: {kind}"] = n
     if kinds:

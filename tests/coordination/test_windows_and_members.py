@@ -13,6 +13,7 @@ import redis.asyncio as redis_asyncio
 from proxy.coordination.keys import AppKeys
 from proxy.coordination.link import Link
 from proxy.coordination.members import HEARD_WITHIN_SECONDS, Members
+from proxy.coordination.windows import FleetWindows
 from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import StartCliServer, demo_env, run_cli
 from tests.coordination.conftest import start_fleet, write_fleet_config
@@ -133,3 +134,30 @@ async def test_check_says_when_redis_does_not_answer(
     assert check.returncode == 0, check.stderr  # Redis is not needed for a token
     assert "coordination:   Redis redis://127.0.0.1:9/0:" in check.stdout
     assert "acted alone" in check.stdout
+
+
+async def test_answers_that_arrive_out_of_order_free_every_slot_they_counted(
+    shared_redis: RedisServer, key_prefix: str
+) -> None:
+    """Criteo counts in order; its answers may come back in any: once every send is
+    answered, the window allows exactly what Criteo's lowest word says."""
+    link = Link(shared_redis.url, timeout_seconds=1.0)
+    await link.start()
+    windows = FleetWindows(link, AppKeys(key_prefix, "app"), in_flight_seconds=60)
+    reset_at = float(int(time.time()) + 30)
+    try:
+        probe = await windows.take("api")
+        assert (probe.granted, probe.why) == (True, "probe")
+        assert probe.send is not None
+        await windows.answered("api", send=probe.send, limit=5, remaining=4, reset_at=reset_at)
+        second, third = await windows.take("api"), await windows.take("api")
+        assert second.send is not None
+        assert third.send is not None
+        # Criteo counted the second, then the third; the third's answer comes back first.
+        await windows.answered("api", send=third.send, limit=5, remaining=2, reset_at=reset_at)
+        await windows.answered("api", send=second.send, limit=5, remaining=3, reset_at=reset_at)
+        slots = [await windows.take("api") for _ in range(3)]
+        assert [s.granted for s in slots] == [True, True, False]  # 2 left, as Criteo says
+        assert slots[2].why == "spent"
+    finally:
+        await link.aclose()
