@@ -17,11 +17,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.console.history import RequestRecord
+from proxy.console.sessions import ConsoleAccess
 from proxy.console.status import build_status
 from proxy.errors import ProxyError
 
-if TYPE_CHECKING:  # the server hands its state and policy in: the console never imports it
-    from proxy.server.guards import GuardPolicy
+if TYPE_CHECKING:  # the server hands its state in: the console never imports it
     from proxy.server.state import ProcessState, ProfileState
 
 # The console's routes (as the router names them), and the pages a browser opens.
@@ -84,7 +84,7 @@ def add_console_routes(
     add_route: Callable[[str, str, Handler], None],
     process: ProcessState,
     profile: ProfileState,
-    policy: GuardPolicy,
+    policy: ConsoleAccess,
 ) -> None:
     """The console's routes, before the catch-all /_proxy/ 404 (ADD_ROUTE wraps each)."""
     page = _read_asset(_PAGE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import secrets
-from typing import Final
+from typing import Final, Protocol
 
 _MAX_CONSOLE_SESSIONS: Final = 64
 
@@ -37,3 +37,16 @@ class ConsoleSessions:
 
 def _digest(session: str) -> bytes:
     return hashlib.sha256(session.encode()).digest()
+
+
+class ConsoleAccess(Protocol):
+    """What the console's page needs of the server's guard policy, to exchange a
+    ``?key=`` for a session (the server hands its policy in)."""
+
+    @property
+    def api_keys(self) -> tuple[bytes, ...]: ...
+
+    @property
+    def console_sessions(self) -> ConsoleSessions: ...
+
+    def has_valid_proxy_key(self, offered: str | None) -> bool: ...
