@@ -29,22 +29,23 @@ import aiohttp
 from aiohttp import web
 from playwright.async_api import Page, async_playwright
 
-from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, LIVE_API_VERSION, FakeCriteo
 
+V = LIVE_API_VERSION  # the live version the README's examples use
 HERE = Path(__file__).resolve().parent
 WIDTH, HEIGHT = 1280, 900
 Traffic = list[tuple[str, str]]
 DEMO_TRAFFIC: Traffic = [
-    ("GET", "/2025-10/advertisers/me"),
-    ("GET", "/2025-10/marketing-solutions/me"),
-    ("GET", "/2025-10/advertisers/me?fields=name&api_key=not-shown"),
-    ("POST", "/2025-10/echo/statistics/report"),
+    ("GET", f"/{V}/advertisers/me"),
+    ("GET", f"/{V}/marketing-solutions/me"),
+    ("GET", f"/{V}/advertisers/me?fields=name&api_key=not-shown"),
+    ("POST", f"/{V}/echo/statistics/report"),
     ("GET", "/2024-07/advertisers/me"),
-    ("GET", "/2025-10/campaigns/123456"),  # the fake has no such resource: a Criteo 404
+    ("GET", f"/{V}/campaigns/123456"),  # the fake has no such resource: a Criteo 404
     ("GET", "/2023-01/advertisers/me"),  # a retired version: 410
-    ("GET", "/2025-10/advertisers/me"),
+    ("GET", f"/{V}/advertisers/me"),
 ]
-REPORT = "/2025-10/statistics/report"
+REPORT = f"/{V}/statistics/report"
 WRONG_SECRET = "not-the-secret"  # noqa: S105 - a wrong one on purpose, for the fake
 
 
@@ -154,7 +155,7 @@ async def wrong_secret(shoot: Shoot) -> None:
         fake_criteo(FakeCriteo(rate_limit=250)) as criteo,
         serving("--upstream", criteo, secret=WRONG_SECRET) as url,
     ):
-        await send(url, [("GET", "/2025-10/advertisers/me"), ("GET", REPORT)])
+        await send(url, [("GET", f"/{V}/advertisers/me"), ("GET", REPORT)])
         await shoot(url, nothing)
 
 
@@ -162,21 +163,21 @@ async def criteo_400(shoot: Shoot) -> None:
     fake = FakeCriteo(rate_limit=250)
     fake.handlers[REPORT] = refuse_the_report
     async with fake_criteo(fake) as criteo, serving("--upstream", criteo) as url:
-        await send(url, [("GET", "/2025-10/advertisers/me"), ("POST", REPORT)])
+        await send(url, [("GET", f"/{V}/advertisers/me"), ("POST", REPORT)])
         await shoot(url, open_row(400))
 
 
 async def outage(shoot: Shoot) -> None:
     fake = FakeCriteo(rate_limit=250)
     fake.planned_failures = {
-        "/2025-10/marketing-solutions/me": [503],  # retried, then fine
-        "/2025-10/advertisers/me": [503, 503, 503],  # retried twice, in vain
+        f"/{V}/marketing-solutions/me": [503],  # retried, then fine
+        f"/{V}/advertisers/me": [503, 503, 503],  # retried twice, in vain
         REPORT: [503],  # a POST: not retried
     }
     async with fake_criteo(fake) as criteo, serving("--upstream", criteo) as url:
         traffic = [
-            ("GET", "/2025-10/marketing-solutions/me"),
-            ("GET", "/2025-10/advertisers/me"),
+            ("GET", f"/{V}/marketing-solutions/me"),
+            ("GET", f"/{V}/advertisers/me"),
             ("POST", REPORT),
         ]
         await send(url, traffic)
