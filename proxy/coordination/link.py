@@ -99,7 +99,7 @@ class Link:
         """Count a failed call; the first of an outage says so and starts reconnecting."""
         self._on_error(operation)
         self.last_error = self._describe(exc)
-        if self.state == "up":
+        if self.state == "up" and not self._closed:  # not for a call cut by our own close
             self.state = "down"
             self._on_state(False)
             log.warning(
