@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ __all__ = [
 # Criteo retires it, change it here and in the README (tests/docs/test_readme.py
 # checks that both agree).
 LIVE_API_VERSION: Final = "2026-07"
+_DATED_VERSION: Final = re.compile(r"\d{4}-\d{2}")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,11 +70,14 @@ class FakeCriteo(FakeAuthorizationServer):
 
     # Run these handlers instead of the built-in ones.
     handlers: dict[str, Handler] = field(default_factory=dict)
-    # API versions Criteo is retiring (version -> Sunset date) and those it has retired (410).
+    # API versions Criteo is retiring (version -> Sunset date) and those it has retired
+    # (410), as of late 2026 (../shared/CRITEO.md): 2026-01 is in its deprecation window,
+    # every dated version before it (2025-10, 2025-07, ...) is gone.
     deprecated_versions: dict[str, str] = field(
-        default_factory=lambda: {"2024-07": "Thu, 31 Jul 2025 00:00:00 GMT"}
+        default_factory=lambda: {"2026-01": "Wed, 27 Jan 2027 00:00:00 GMT"}
     )
-    retired_versions: set[str] = field(default_factory=lambda: {"2023-01"})
+    retired_versions: set[str] = field(default_factory=set)
+    oldest_served_version: str = "2026-01"
     # How Criteo says a version is dying (CRITEO.md: handle both): Deprecation and
     # Sunset headers, a warning of type "deprecation" in the envelope, or both.
     deprecation_signal: Literal["headers", "warnings", "both"] = "headers"
@@ -191,7 +196,7 @@ class FakeCriteo(FakeAuthorizationServer):
 
     async def _route(self, request: web.Request, token: str) -> web.StreamResponse:
         version = request.path.strip("/").split("/", 1)[0]
-        if version in self.retired_versions:
+        if version in self.retired_versions or _dated_before(version, self.oldest_served_version):
             self.requests.append(_seen(request, b"", token))
             return _criteo_error(
                 410,
@@ -238,6 +243,10 @@ class FakeCriteo(FakeAuthorizationServer):
                 return _criteo_error(400, "validation", "invalid-request", str(exc))
             return web.Response(body=report, content_type=content_type)
         return _criteo_error(404, "validation", "resource-not-found", "Resource not found")
+
+
+def _dated_before(version: str, oldest: str) -> bool:
+    return _DATED_VERSION.fullmatch(version) is not None and version < oldest
 
 
 def _add_deprecation_warning(response: web.StreamResponse, version: str, sunset: str) -> None:

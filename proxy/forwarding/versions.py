@@ -1,7 +1,7 @@
 """The API versions in the paths the proxy forwards, and the ones Criteo is retiring.
 
 Every forwarded answer is counted under its version (the first path segment,
-``2025-10``, ``preview``...), for the console. One carrying ``Deprecation`` or
+``2026-07``, ``preview``...), for the console. One carrying ``Deprecation`` or
 ``Sunset``, or a warning of type ``deprecation`` in its JSON envelope (CRITEO.md: Criteo
 may say it only there), is counted in the metrics and logged once per version at
 WARNING: the owner of a tool with a hard-coded version learns it before Criteo

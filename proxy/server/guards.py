@@ -118,7 +118,7 @@ def parse_request_target(
 ) -> str:
     """The path and query to forward, from the raw request target.
 
-    Origin-form (``/2025-10/x?a=1``) is forwarded as is. An absolute-form
+    Origin-form (``/2026-07/x?a=1``) is forwarded as is. An absolute-form
     target is accepted only when it names the proxy itself: an allowed host on
     LOCAL_PORT (the port this connection came in on), agreeing with the Host
     header. The token only ever goes to the configured upstream, never to a
@@ -138,7 +138,7 @@ def parse_request_target(
         400,
         "absolute_uri_not_allowed",
         f"the request target names another host or port ({authority[:200] or 'unknown'}); "
-        "this proxy only forwards origin-form requests (GET /2025-10/... with a Host header) "
+        "this proxy only forwards origin-form requests (GET /<version>/... with a Host header) "
         "to its upstream",
     )
 

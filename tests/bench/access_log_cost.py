@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PATH = "/2025-10/advertisers/me"
+PATH = "/2026-07/advertisers/me"
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ Needs nginx, wrk and curl from the system's packages
 ("skipped"). Everything runs on 127.0.0.1 and nothing is sent anywhere else:
 
 - upstream: a local nginx (temp prefix, one process, access log off) serving a
-  small JSON body at /2025-10/advertisers/me, a fake token endpoint at
+  small JSON body at /2026-07/advertisers/me, a fake token endpoint at
   POST /oauth2/token and a sparse --stream-mib MiB file at /big;
 - targets: direct (nginx itself), the bare reference proxy (bare_proxy.py, next
   to this file), criteo-proxy with default settings (every feature on, access log
@@ -53,7 +53,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PATH = "/2025-10/advertisers/me"
+PATH = "/2026-07/advertisers/me"
 SMALL_JSON = (
     '{"data":[{"id":"12345","type":"Advertiser","attributes":'
     '{"advertiserName":"Bench Advertiser","currency":"EUR","timezone":"Europe/Paris"}}]}'
@@ -115,7 +115,7 @@ http {{
 IDLE_CLIENT = r"""
 import asyncio, sys
 PORT, N = int(sys.argv[1]), int(sys.argv[2])
-REQUEST = b"GET /2025-10/advertisers/me HTTP/1.1\r\nHost: localhost\r\n\r\n"
+REQUEST = b"GET /2026-07/advertisers/me HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 async def exchange(reader, writer):
     writer.write(REQUEST)

@@ -72,7 +72,7 @@ BROWSER_ARGS = [
 ]
 
 
-API_PATH = "/2025-10/advertisers/me"
+API_PATH = "/2026-07/advertisers/me"
 ROWS = "#request-rows tr"
 # How long a test waits for the page to show what a request did: the page polls once
 # a second, so 2 s is one poll interval plus ample slack.

@@ -109,7 +109,7 @@ async def test_the_curl_line_of_a_hostile_method_and_path_runs_curl_and_nothing_
         )
         planted = tmp_path / "pwned"
         method = "X'"
-        path = f"/2025-10/x;touch$IFS{planted};#"
+        path = f"/2026-07/x;touch$IFS{planted};#"
         port = URL(proxy.url).port
         assert port is not None
         sent = await raw_request(
@@ -164,7 +164,7 @@ RECORD = {
     "time": "2026-12-02T09:44:18.203Z",
     "profile": "default",
     "method": "GET",
-    "path": "/2025-10/x",
+    "path": "/2026-07/x",
     "status": 200,
 }
 FAKE_CURL = """#!{python}
@@ -222,10 +222,10 @@ async def test_every_word_of_the_curl_line_is_quoted_whatever_it_holds(
             (
                 {**RECORD, "method": word},
                 None,
-                ["-X", word, base + "/2025-10/x", "--data-binary", "@body"],
+                ["-X", word, base + "/2026-07/x", "--data-binary", "@body"],
             )
         )
-        cases.append(({**RECORD, "path": "/2025-10/" + word}, None, [f"{base}/2025-10/{word}"]))
+        cases.append(({**RECORD, "path": "/2026-07/" + word}, None, [f"{base}/2026-07/{word}"]))
         cases.append(
             (
                 {**RECORD, "method": "POST", "path": "/x?" + word},
@@ -267,7 +267,7 @@ async def test_the_curl_line_of_an_absolute_form_request_is_a_valid_url(
     """`GET http://127.0.0.1:P/x` is kept as sent; its curl line asks the proxy for /x."""
     port = URL(proxy.url).port
     assert port is not None
-    target = f"http://127.0.0.1:{port}/2025-10/echo/abs?fields=name"
+    target = f"http://127.0.0.1:{port}/2026-07/echo/abs?fields=name"
     sent = await raw_request(
         port,
         f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode(),
@@ -278,7 +278,7 @@ async def test_the_curl_line_of_an_absolute_form_request_is_a_valid_url(
     await async_api.expect(row).to_have_count(1, timeout=LIVE_MS)
     await row.click()
     line = await tab.page.locator("#detail-curl").inner_text()
-    assert line == f"curl '{proxy.url}/2025-10/echo/abs?fields=name'"
+    assert line == f"curl '{proxy.url}/2026-07/echo/abs?fields=name'"
 
     env, argv_file = fake_curl
     others = await curl_lines(

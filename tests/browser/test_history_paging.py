@@ -39,9 +39,9 @@ async def escapes(request: web.Request) -> web.Response:
 async def test_a_history_of_many_answers_is_shown_whole_at_once_not_one_answer_a_second(
     tab: Tab, proxy: CliServer, criteo: FakeCriteo, http: aiohttp.ClientSession
 ) -> None:
-    criteo.handlers["/2025-10/escapes"] = escapes
+    criteo.handlers["/2026-07/escapes"] = escapes
     for _ in range(SENT):
-        async with http.get(proxy.url + "/2025-10/escapes") as resp:
+        async with http.get(proxy.url + "/2026-07/escapes") as resp:
             assert resp.status == 500
 
     await open_console(tab, proxy)

@@ -171,7 +171,7 @@ async def test_a_proxy_restarted_while_the_tab_was_hidden_shows_its_own_requests
     before = await start_cli_server("--upstream", criteo_url, "--port", "0", env=demo_env())
     port = URL(before.url).port
     assert port is not None
-    old_paths = [f"/2025-10/echo/before-{n}" for n in range(3)]
+    old_paths = [f"/2026-07/echo/before-{n}" for n in range(3)]
     for path in old_paths:
         async with http.get(before.url + path) as resp:
             assert resp.status == 200
@@ -188,7 +188,7 @@ async def test_a_proxy_restarted_while_the_tab_was_hidden_shows_its_own_requests
     assert await before.stop() == 0
     after = await start_cli_server("--upstream", criteo_url, "--port", str(port), env=demo_env())
     assert after.url == before.url
-    new_paths = [f"/2025-10/echo/after-{n}" for n in range(4)]  # more than the old process had
+    new_paths = [f"/2026-07/echo/after-{n}" for n in range(4)]  # more than the old process had
     for path in new_paths:
         async with http.get(after.url + path) as resp:
             assert resp.status == 200

@@ -33,11 +33,11 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 # --- 7. filters, search, the detail -----------------------------------------------------
 
-NOT_FOUND_PATH = "/2025-10/campaigns/123456"
+NOT_FOUND_PATH = "/2026-07/campaigns/123456"
 
 
 async def criteo_redirects(request: web.Request) -> web.Response:
-    return web.Response(status=302, headers={"Location": "/2025-10/advertisers/me"})
+    return web.Response(status=302, headers={"Location": "/2026-07/advertisers/me"})
 
 
 async def criteo_fails(request: web.Request) -> web.Response:
@@ -49,9 +49,9 @@ async def test_filters_and_search_narrow_the_table_and_a_failed_row_gives_criteo
     tab: Tab, proxy: CliServer, criteo: FakeCriteo, http: aiohttp.ClientSession
 ) -> None:
     page, expect = tab.page, async_api.expect
-    criteo.handlers["/2025-10/moved"] = criteo_redirects
-    criteo.handlers["/2025-10/broken"] = criteo_fails
-    sent = {API_PATH: 200, "/2025-10/moved": 302, NOT_FOUND_PATH: 404, "/2025-10/broken": 500}
+    criteo.handlers["/2026-07/moved"] = criteo_redirects
+    criteo.handlers["/2026-07/broken"] = criteo_fails
+    sent = {API_PATH: 200, "/2026-07/moved": 302, NOT_FOUND_PATH: 404, "/2026-07/broken": 500}
     for path, status in sent.items():
         async with http.get(proxy.url + path, allow_redirects=False) as resp:
             assert resp.status == status
@@ -65,10 +65,10 @@ async def test_filters_and_search_narrow_the_table_and_a_failed_row_gives_criteo
 
     for button, paths in [
         ("2xx", [API_PATH]),
-        ("3xx", ["/2025-10/moved"]),
+        ("3xx", ["/2026-07/moved"]),
         ("4xx", [NOT_FOUND_PATH]),
-        ("5xx", ["/2025-10/broken"]),
-        ("failed", ["/2025-10/broken", NOT_FOUND_PATH]),
+        ("5xx", ["/2026-07/broken"]),
+        ("failed", ["/2026-07/broken", NOT_FOUND_PATH]),
         ("all", list(reversed(sent))),  # newest first
     ]:
         await page.locator(".filters button", has_text=button).click()
@@ -79,13 +79,13 @@ async def test_filters_and_search_narrow_the_table_and_a_failed_row_gives_criteo
     for query, paths in [
         ("campaigns", [NOT_FOUND_PATH]),
         ("RESOURCE-not-found", [NOT_FOUND_PATH]),  # in Criteo's error body, any case
-        ("t-500", ["/2025-10/broken"]),  # Criteo's traceId
+        ("t-500", ["/2026-07/broken"]),  # Criteo's traceId
         ("no such thing", []),
     ]:
         await search.fill(query)
         assert await shown() == paths, query
     await page.locator(".filters button", has_text="2xx").click()
-    await search.fill("2025-10")
+    await search.fill("2026-07")
     assert await shown() == [API_PATH]  # the class and the search together
     await search.fill("")
     await page.locator(".filters button", has_text="all").click()
@@ -121,7 +121,7 @@ async def test_the_curl_of_a_head_request_asks_for_the_head_and_returns(
     tab: Tab, proxy: CliServer, criteo: FakeCriteo, http: aiohttp.ClientSession
 ) -> None:
     """`curl -X HEAD` would wait for a body that never comes (curl's own warning): --head."""
-    path = "/2025-10/echo/head"
+    path = "/2026-07/echo/head"
     async with http.head(proxy.url + path) as resp:
         assert resp.status == 200
 

@@ -66,9 +66,9 @@ async def history(http: aiohttp.ClientSession, proxy: CliServer) -> list[dict[st
 # --- 2. text, never HTML ----------------------------------------------------------------
 
 # As Criteo's router sees them (decoded), and as they are sent.
-ENCODED_XSS_PATH = "/2025-10/%3Cimg%20src=x%20onerror=window.__xss=1%3E"
-DECODED_XSS_PATH = "/2025-10/<img src=x onerror=window.__xss=1>"
-RAW_XSS_PATH = "/2025-10/<img/src=x/onerror=window.__xss=3>"  # no space: valid raw target
+ENCODED_XSS_PATH = "/2026-07/%3Cimg%20src=x%20onerror=window.__xss=1%3E"
+DECODED_XSS_PATH = "/2026-07/<img src=x onerror=window.__xss=1>"
+RAW_XSS_PATH = "/2026-07/<img/src=x/onerror=window.__xss=3>"  # no space: valid raw target
 SCRIPT_IN_BODY = "<script>window.__xss=2</script>"
 TRACE_ID_XSS = "<img/src=x/onerror=window.__xss=4>"
 REQUEST_ID_XSS = "<svg/onload=window.__xss=5>"  # visible ASCII: kept as the request id
@@ -151,7 +151,7 @@ async def test_page_loads_only_from_the_proxy_with_security_headers_and_no_conso
     await context.add_init_script(RECORD_CSP_VIOLATIONS)
     tab = Tab(await context.new_page()).watch()
     page, expect = tab.page, async_api.expect
-    for path in (API_PATH, "/2025-10/campaigns/123456"):  # a 200 and a Criteo 404 to render
+    for path in (API_PATH, "/2026-07/campaigns/123456"):  # a 200 and a Criteo 404 to render
         async with http.get(proxy.url + path) as resp:
             await resp.read()
 

@@ -34,8 +34,8 @@ if async_api is None:
     pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
-REPORT_PATH = "/2025-10/statistics/report"
-LONG_PATH = "/2025-10/advertisers/12345/campaigns?fields=" + ",".join(
+REPORT_PATH = "/2026-07/statistics/report"
+LONG_PATH = "/2026-07/advertisers/12345/campaigns?fields=" + ",".join(
     f"field{i}" for i in range(40)
 )
 
@@ -56,12 +56,12 @@ async def test_a_failed_row_says_whose_side_and_what_to_do_without_a_click(
 ) -> None:
     page, expect = tab.page, async_api.expect
     criteo.handlers[REPORT_PATH] = criteo_refuses_the_report
-    criteo.planned_failures["/2025-10/marketing-solutions/me"] = [503, 503, 503]
+    criteo.planned_failures["/2026-07/marketing-solutions/me"] = [503, 503, 503]
     async with http.get(proxy.url + API_PATH) as resp:
         assert resp.status == 200
     async with http.post(proxy.url + REPORT_PATH, json={}) as resp:
         assert resp.status == 400
-    async with http.get(proxy.url + "/2025-10/marketing-solutions/me") as resp:
+    async with http.get(proxy.url + "/2026-07/marketing-solutions/me") as resp:
         assert resp.status == 503
 
     await open_console(tab, proxy)
@@ -71,7 +71,7 @@ async def test_a_failed_row_says_whose_side_and_what_to_do_without_a_click(
     await expect(report.locator("td.advice")).to_contain_text("Invalid dimensions")
     await expect(report.locator("td.advice")).to_contain_text("cannot be combined")
     await expect(report.locator("td.advice")).to_be_visible()
-    outage = row_with_path(page, "/2025-10/marketing-solutions/me")
+    outage = row_with_path(page, "/2026-07/marketing-solutions/me")
     await expect(outage.locator("td.who")).to_have_text("criteo")
     await expect(outage.locator("td.advice")).to_contain_text("the proxy retried it")
     fine = row_with_path(page, API_PATH)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 
-API_PATH = "/2025-10/advertisers/me"
+API_PATH = "/2026-07/advertisers/me"
 DEMO_ADVERTISER = {
     "data": [
         {"id": "12345", "type": "advertiser", "attributes": {"advertiserName": "Demo advertiser"}}

@@ -32,10 +32,10 @@ async def test_text_logs_escape_line_separators_a_client_sends(
     forged = "\u2028\x852026-12-02T00:00:00.000Z INFO criteo_proxy.access: forged"
     for request in (
         # aiohttp refuses such bytes in the target itself (400, logged as malformed)
-        f"GET /2025-10/echo/a\x1e{forged.replace(' ', '_')} HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        f"GET /2025-10/echo/b HTTP/1.1\r\nHost: localhost\r\nOrigin: http://x{forged}\r\n\r\n",
-        f"GET /2025-10/echo/c HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: {forged}\r\n\r\n",
-        f"GET /2025-10/echo/d HTTP/1.1\r\nHost: {forged.replace(' ', '')}\r\n\r\n",
+        f"GET /2026-07/echo/a\x1e{forged.replace(' ', '_')} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        f"GET /2026-07/echo/b HTTP/1.1\r\nHost: localhost\r\nOrigin: http://x{forged}\r\n\r\n",
+        f"GET /2026-07/echo/c HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: {forged}\r\n\r\n",
+        f"GET /2026-07/echo/d HTTP/1.1\r\nHost: {forged.replace(' ', '')}\r\n\r\n",
     ):
         answer = await raw_request(port, request.encode())
         assert answer.status in (400, 403)
@@ -62,7 +62,7 @@ async def test_json_log_format_writes_only_json_objects_to_stderr(
         "debug",
         env=demo_env(),
     )
-    for path in (API_PATH, "/_proxy/nothing-here", "/2025-10/no-such-thing"):
+    for path in (API_PATH, "/_proxy/nothing-here", "/2026-07/no-such-thing"):
         async with http.get(server.url + path) as resp:
             await resp.read()
 
@@ -130,8 +130,8 @@ async def test_no_secret_or_token_leaks_through_a_whole_debug_session(
             return resp.status
 
     assert await call("GET", API_PATH) == 200
-    assert await call("POST", "/2025-10/echo/x", data=b'{"a": 1}') == 200
-    assert await call("GET", "/2025-10/no-such-thing") == 404
+    assert await call("POST", "/2026-07/echo/x", data=b'{"a": 1}') == 200
+    assert await call("GET", "/2026-07/no-such-thing") == 404
     assert await call("GET", "/_proxy/ready") == 200
     assert await call("GET", "/_proxy/nothing-here") == 404
     tokens = set(criteo.issued)

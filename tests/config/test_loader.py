@@ -199,7 +199,7 @@ def test_every_key_of_the_schema_is_read_from_the_file(tmp_path: Path) -> None:
           allowed_hosts: [proxy.internal]
           allowed_origins: ["http://localhost:3000"]
           read_only: true
-          allow_paths: ["^/2025-10/"]
+          allow_paths: ["^/2026-07/"]
           deny_paths: ["/audiences"]
           api_keys: [{API_KEY}]
         logging:
@@ -235,7 +235,7 @@ def test_every_key_of_the_schema_is_read_from_the_file(tmp_path: Path) -> None:
     assert config.security.allowed_hosts == ("proxy.internal",)
     assert config.security.allowed_origins == ("http://localhost:3000",)
     assert config.security.read_only is True
-    assert config.security.allow_paths == ("^/2025-10/",)
+    assert config.security.allow_paths == ("^/2026-07/",)
     assert config.security.deny_paths == ("/audiences",)
     assert config.security.api_keys == (Secret(API_KEY),)
     assert (config.logging.level, config.logging.format, config.logging.access_log) == (

@@ -58,11 +58,11 @@ async def test_who_and_advice_are_null_below_400(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
     async def moved(request: web.Request) -> web.Response:
-        return web.Response(status=302, headers={"Location": "/2025-10/advertisers/me"})
+        return web.Response(status=302, headers={"Location": "/2026-07/advertisers/me"})
 
-    criteo.handlers["/2025-10/moved"] = moved
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
-    assert (await proxy.get("/2025-10/moved", allow_redirects=False)).status == 302
+    criteo.handlers["/2026-07/moved"] = moved
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/moved", allow_redirects=False)).status == 302
     records = (await (await proxy.get("/_proxy/requests")).json())["requests"]
     assert [(r["status"], r["who"], r["advice"]) for r in records] == [
         (200, None, None),
@@ -79,8 +79,8 @@ async def test_a_criteo_400_is_the_requests_and_quotes_criteos_title_and_detail(
     async def invalid(request: web.Request) -> web.Response:
         return criteo_says(400, "Invalid dimensions", "dimension 'Hour' is not supported")
 
-    criteo.handlers["/2025-10/statistics/report"] = invalid
-    assert (await proxy.post("/2025-10/statistics/report", json={})).status == 400
+    criteo.handlers["/2026-07/statistics/report"] = invalid
+    assert (await proxy.post("/2026-07/statistics/report", json={})).status == 400
     record = await last_record(proxy)
     assert record["who"] == "request"
     assert "Invalid dimensions" in record["advice"]
@@ -93,9 +93,9 @@ async def test_without_error_bodies_the_advice_quotes_the_title_only(
     async def invalid(request: web.Request) -> web.Response:
         return criteo_says(400, "Invalid dimensions", "advertiser 4711 of Acme Corp")
 
-    criteo.handlers["/2025-10/statistics/report"] = invalid
+    criteo.handlers["/2026-07/statistics/report"] = invalid
     proxy = await start_proxy(console={"error_bodies": False})
-    assert (await proxy.post("/2025-10/statistics/report", json={})).status == 400
+    assert (await proxy.post("/2026-07/statistics/report", json={})).status == 400
     record = await last_record(proxy)
     assert record["who"] == "request"
     assert "Invalid dimensions" in record["advice"]
@@ -119,8 +119,8 @@ async def test_criteos_4xx_are_setup_for_401_and_403_and_the_requests_otherwise(
     async def refuses(request: web.Request) -> web.Response:
         return criteo_says(status, f"Refused {status}", "because")
 
-    criteo.handlers["/2025-10/refused"] = refuses
-    assert (await proxy.get("/2025-10/refused")).status == status
+    criteo.handlers["/2026-07/refused"] = refuses
+    assert (await proxy.get("/2026-07/refused")).status == status
     record = await last_record(proxy)
     assert (record["who"], record["proxy_error"]) == (who, None)
     assert f"Refused {status}" in record["advice"]
@@ -128,9 +128,9 @@ async def test_criteos_4xx_are_setup_for_401_and_403_and_the_requests_otherwise(
 
 
 async def test_a_criteo_503_retried_says_so(start_proxy: StartProxy, criteo: FakeCriteo) -> None:
-    criteo.planned_failures["/2025-10/advertisers/me"] = [503, 503, 503]
+    criteo.planned_failures["/2026-07/advertisers/me"] = [503, 503, 503]
     proxy = await start_proxy(retry={"transient": {"attempts": 2, "max_delay": 0.5}})
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 503
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 503
     record = await last_record(proxy)
     assert (record["who"], record["retried"]) == ("criteo", "transient")
     assert "The service is unavailable" in record["advice"]
@@ -141,9 +141,9 @@ async def test_a_criteo_503_retried_says_so(start_proxy: StartProxy, criteo: Fak
 async def test_a_criteo_503_not_retried_says_so(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
-    criteo.planned_failures["/2025-10/statistics/report"] = [503]
+    criteo.planned_failures["/2026-07/statistics/report"] = [503]
     proxy = await start_proxy()
-    assert (await proxy.post("/2025-10/statistics/report", json={})).status == 503  # POST
+    assert (await proxy.post("/2026-07/statistics/report", json={})).status == 503  # POST
     record = await last_record(proxy)
     assert (record["who"], record["retried"]) == ("criteo", None)
     assert "not retried" in record["advice"]
@@ -163,8 +163,8 @@ async def test_a_criteo_429_is_criteos_and_says_whether_it_was_retried(
             headers["x-ratelimit-reset"] = f"{time.time() + 0.2:.3f}"
         return criteo_says(429, "Too many requests", "slow down", **headers)
 
-    criteo.handlers["/2025-10/spent"] = spent
-    assert (await proxy.get("/2025-10/spent")).status == 429
+    criteo.handlers["/2026-07/spent"] = spent
+    assert (await proxy.get("/2026-07/spent")).status == 429
     record = await last_record(proxy)
     assert (record["who"], record["retried"]) == ("criteo", "429")
     assert "Too many requests" in record["advice"]
@@ -194,8 +194,8 @@ async def test_the_advice_is_bounded_one_line_and_never_holds_the_token(
         auth = request.headers.get("Authorization", "")
         return criteo_says(400, "T\n" * 500 + auth, auth + "\r\n" + "d" * 5000)
 
-    criteo.handlers["/2025-10/echo-auth"] = echo
-    assert (await proxy.get("/2025-10/echo-auth")).status == 400
+    criteo.handlers["/2026-07/echo-auth"] = echo
+    assert (await proxy.get("/2026-07/echo-auth")).status == 400
     record = await last_record(proxy)  # bounded and printable, checked there
     for token in criteo.issued:
         assert token not in record["advice"]
@@ -208,7 +208,7 @@ async def test_a_wrong_secret_is_setup_and_says_which_variables(
     start_proxy: StartProxy,
 ) -> None:
     proxy = await start_proxy(credentials={"client_secret": "wrong-secret-80"})
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 502
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 502
     record = await last_record(proxy)
     assert (record["who"], record["proxy_error"]) == ("setup", "token_request_failed")
     assert "CRITEO_CLIENT_SECRET" in record["advice"]
@@ -219,7 +219,7 @@ async def test_an_unreachable_token_endpoint_is_the_networks(
     start_proxy: StartProxy,
 ) -> None:
     proxy = await start_proxy(upstream={"token_url": f"http://127.0.0.1:{closed_port()}/t"})
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 502
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 502
     record = await last_record(proxy)
     assert (record["who"], record["proxy_error"]) == ("network", "token_endpoint_unavailable")
     assert "not retried" in record["advice"]
@@ -230,7 +230,7 @@ async def test_a_token_endpoint_answering_503_is_criteos(
 ) -> None:
     criteo.token_failure_status = 503
     proxy = await start_proxy()
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 502
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 502
     record = await last_record(proxy)
     assert (record["who"], record["proxy_error"]) == ("criteo", "token_endpoint_unavailable")
     assert "503" in record["advice"]
@@ -247,7 +247,7 @@ async def test_an_unreachable_api_is_the_networks_and_says_it_was_retried(
         },
         retry={"transient": {"attempts": 1, "max_delay": 0.3}},
     )
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 502
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 502
     record = await last_record(proxy)
     assert (record["who"], record["proxy_error"]) == ("network", "upstream_unavailable")
     assert record["retried"] == "transient"
@@ -274,14 +274,14 @@ async def test_an_unreachable_api_is_the_networks_and_says_it_was_retried(
         ),
         (
             {"security": {"read_only": True}},
-            b"DELETE /2025-10/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            b"DELETE /2026-07/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
             "method_not_allowed",
             "setup",
             "read_only",
         ),
         (
             {"security": {"api_keys": ["k-adv-1"]}},
-            b"GET /2025-10/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            b"GET /2026-07/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
             "proxy_key_required",
             "setup",
             "X-Proxy-Key",
@@ -321,8 +321,8 @@ async def test_a_spent_rate_limit_window_is_criteos_and_was_not_sent(
 ) -> None:
     criteo.rate_limit, criteo.rate_window_start = 1, time.time()  # a window a minute long
     proxy = await start_proxy(rate_limit={"max_wait": 0.1})
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 429
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 429
     record = await last_record(proxy)
     assert (record["who"], record["proxy_error"]) == ("criteo", "rate_limited")
     assert "rate_limit.max_wait" in record["advice"]

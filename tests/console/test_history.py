@@ -72,7 +72,7 @@ def criteo_error(status: int, trace_id: str, detail: str = "no such campaign") -
 async def test_a_forwarded_request_is_recorded_with_every_field(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
-    resp = await proxy.get("/2025-10/advertisers/me", headers={"X-Request-Id": "rec-1"})
+    resp = await proxy.get("/2026-07/advertisers/me", headers={"X-Request-Id": "rec-1"})
     assert resp.status == 200
 
     [record] = await requests_of(proxy)
@@ -81,7 +81,7 @@ async def test_a_forwarded_request_is_recorded_with_every_field(
     assert ISO_UTC.fullmatch(record["time"])
     assert record["profile"] == "default"
     assert record["method"] == "GET"
-    assert record["path"] == "/2025-10/advertisers/me"
+    assert record["path"] == "/2026-07/advertisers/me"
     assert record["status"] == 200
     assert record["duration_ms"] >= record["upstream_ms"] > 0
     assert record["retried"] is None
@@ -98,10 +98,10 @@ async def test_seq_grows_by_one_and_after_returns_only_newer_ones_oldest_first(
     proxy: TestClient[Any, Any],
 ) -> None:
     for i in range(5):
-        assert (await proxy.get(f"/2025-10/echo/{i}")).status == 200
+        assert (await proxy.get(f"/2026-07/echo/{i}")).status == 200
     records = await requests_of(proxy)
     assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
-    assert [r["path"] for r in records] == [f"/2025-10/echo/{i}" for i in range(5)]
+    assert [r["path"] for r in records] == [f"/2026-07/echo/{i}" for i in range(5)]
     assert [r["seq"] for r in await requests_of(proxy, "?after=3")] == [4, 5]
     assert await requests_of(proxy, "?after=5") == []
     assert [r["seq"] for r in await requests_of(proxy, "?after=1&limit=2")] == [2, 3]
@@ -147,9 +147,9 @@ async def test_only_ascii_digits_of_bounded_length_are_a_number_anything_else_a_
 async def test_a_401_retried_request_says_so(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
     criteo.revoke_tokens()
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
     records = await requests_of(proxy)
     assert [r["retried"] for r in records] == [None, "401"]
 
@@ -157,7 +157,7 @@ async def test_a_401_retried_request_says_so(
 async def test_a_paced_request_shows_its_wait(start_proxy: StartProxy, criteo: FakeCriteo) -> None:
     criteo.rate_limit, criteo.rate_window_seconds = 1, 1
     proxy = await start_proxy()
-    first, second = await asyncio.gather(proxy.get("/2025-10/echo/a"), proxy.get("/2025-10/echo/b"))
+    first, second = await asyncio.gather(proxy.get("/2026-07/echo/a"), proxy.get("/2026-07/echo/b"))
     assert (first.status, second.status) == (200, 200)
     waits = sorted(r["rate_limit_wait_ms"] for r in await requests_of(proxy))
     assert waits[0] == 0
@@ -185,8 +185,8 @@ async def test_a_429_replayed_after_the_reset_says_so(
         )
         return throttled
 
-    criteo.handlers["/2025-10/spent"] = spent_once
-    resp = await proxy.get("/2025-10/spent")
+    criteo.handlers["/2026-07/spent"] = spent_once
+    resp = await proxy.get("/2026-07/spent")
     assert resp.status == 200
     assert calls == 2
     [record] = await requests_of(proxy)
@@ -201,8 +201,8 @@ async def test_a_criteo_error_keeps_its_trace_id_and_envelope(
     async def not_found(request: web.Request) -> web.Response:
         return criteo_error(404, "trace-404-abc")
 
-    criteo.handlers["/2025-10/campaigns/1"] = not_found
-    resp = await proxy.get("/2025-10/campaigns/1")
+    criteo.handlers["/2026-07/campaigns/1"] = not_found
+    resp = await proxy.get("/2026-07/campaigns/1")
     assert resp.status == 404
     sent = await resp.read()
 
@@ -231,8 +231,8 @@ async def test_a_streamed_compressed_error_body_is_kept_readable(
         await response.write_eof()
         return response
 
-    criteo.handlers["/2025-10/gz"] = gzipped
-    resp = await proxy.get("/2025-10/gz", headers={"Accept-Encoding": "gzip"})
+    criteo.handlers["/2026-07/gz"] = gzipped
+    resp = await proxy.get("/2026-07/gz", headers={"Accept-Encoding": "gzip"})
     assert resp.status == 500
     [record] = await requests_of(proxy)
     assert record["criteo_trace_id"] == "trace-gz"
@@ -245,10 +245,10 @@ async def test_error_bodies_are_not_kept_when_turned_off_nor_for_successes(
     async def bad(request: web.Request) -> web.Response:
         return criteo_error(400, "trace-400")
 
-    criteo.handlers["/2025-10/bad"] = bad
+    criteo.handlers["/2026-07/bad"] = bad
     proxy = await start_proxy(console={"error_bodies": False})
-    assert (await proxy.get("/2025-10/bad")).status == 400
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/bad")).status == 400
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
     records = await requests_of(proxy)
     assert [r["error_body"] for r in records] == [None, None]
     assert records[0]["criteo_trace_id"] == "trace-400"  # the trace id is no body
@@ -257,16 +257,16 @@ async def test_error_bodies_are_not_kept_when_turned_off_nor_for_successes(
 async def test_secret_looking_query_values_are_masked_as_in_the_access_log(
     proxy: TestClient[Any, Any],
 ) -> None:
-    await proxy.get("/2025-10/echo/x?access_token=abc123&api_key=k9&fields=name&code=c7")
+    await proxy.get("/2026-07/echo/x?access_token=abc123&api_key=k9&fields=name&code=c7")
     [record] = await requests_of(proxy)
-    assert record["path"] == "/2025-10/echo/x?access_token=***&api_key=***&fields=name&code=***"
+    assert record["path"] == "/2026-07/echo/x?access_token=***&api_key=***&fields=name&code=***"
 
 
 async def test_the_proxys_own_errors_are_recorded_with_their_code_and_envelope(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
     proxy = await start_proxy(security={"read_only": True})
-    resp = await proxy.post("/2025-10/echo/x", data=b"{}")
+    resp = await proxy.post("/2026-07/echo/x", data=b"{}")
     assert resp.status == 405
     [record] = await requests_of(proxy)
     assert record["proxy_error"] == "method_not_allowed"
@@ -294,7 +294,7 @@ async def test_the_history_keeps_the_last_console_history_requests(
 ) -> None:
     proxy = await start_proxy(console={"history": 3})
     for i in range(7):
-        await proxy.get(f"/2025-10/echo/{i}")
+        await proxy.get(f"/2026-07/echo/{i}")
     records = await requests_of(proxy)
     assert [r["seq"] for r in records] == [5, 6, 7]
     assert (await status_of(proxy))["console"]["last_seq"] == 7
@@ -310,7 +310,7 @@ def test_the_history_is_bounded_in_bytes_too() -> None:
                 history,
                 profile="default",
                 method="GET",
-                raw_path="/2025-10/x",
+                raw_path="/2026-07/x",
                 status=500,
                 exchange=exchange,
                 duration_seconds=0.001,
@@ -335,7 +335,7 @@ def test_the_byte_bound_counts_utf8_bytes_not_characters() -> None:
                 history,
                 profile="default",
                 method="GET",
-                raw_path="/2025-10/\u00e9t\u00e9",
+                raw_path="/2026-07/\u00e9t\u00e9",
                 status=500,
                 exchange=exchange,
                 duration_seconds=0.001,
@@ -361,10 +361,10 @@ async def test_each_requests_answer_is_bounded_in_bytes_and_after_pages_through_
             status=500, body=b"\x01" * 8000, headers={"Content-Type": "application/json"}
         )
 
-    criteo.handlers["/2025-10/escapes"] = escapes
+    criteo.handlers["/2026-07/escapes"] = escapes
     sent = 60
     for _ in range(sent):
-        assert (await proxy.get("/2025-10/escapes")).status == 500
+        assert (await proxy.get("/2026-07/escapes")).status == 500
 
     seen: list[int] = []
     answers = 0

@@ -74,9 +74,9 @@ async def test_no_byte_served_holds_the_token_or_the_secret(
             {"errors": [{"detail": request.headers.get("Authorization", "")}]}, status=401
         )
 
-    criteo.handlers["/2025-10/echo-auth"] = echo_auth
-    await proxy.get("/2025-10/advertisers/me?client_secret=" + DEMO_CLIENT_SECRET)
-    await proxy.get("/2025-10/echo-auth")
+    criteo.handlers["/2026-07/echo-auth"] = echo_auth
+    await proxy.get("/2026-07/advertisers/me?client_secret=" + DEMO_CLIENT_SECRET)
+    await proxy.get("/2026-07/echo-auth")
     tokens = set(criteo.issued)
     assert tokens
     served = ""
@@ -92,7 +92,7 @@ async def test_console_disabled_answers_404_on_its_paths(
     start_proxy: StartProxy,
 ) -> None:
     proxy = await start_proxy(console={"enabled": False})
-    await proxy.get("/2025-10/echo/x")
+    await proxy.get("/2026-07/echo/x")
     for path in CONSOLE_PATHS:
         resp = await proxy.get(path)
         assert resp.status == 404, path
@@ -140,7 +140,7 @@ async def test_with_inbound_keys_the_console_needs_the_key_or_its_session_cookie
         resp = await proxy.get(path, headers={"Cookie": session})
         assert resp.status == 200, path
     # The cookie opens the console only, never a forwarded path.
-    forwarded = await proxy.get("/2025-10/echo/x", headers={"Cookie": session})
+    forwarded = await proxy.get("/2026-07/echo/x", headers={"Cookie": session})
     assert forwarded.status == 401
     forged = await proxy.get("/_proxy/status", headers={"Cookie": session + "x"})
     assert forged.status == 401
@@ -169,7 +169,7 @@ async def test_a_console_path_refused_for_want_of_a_session_says_how_to_open_one
         assert "/_proxy/?key=" in error["detail"], error["detail"]
         assert "X-Proxy-Key" in error["detail"]
         assert "k-console-1" not in error["detail"]
-    forwarded = await proxy.get("/2025-10/echo/x", headers=stale)
+    forwarded = await proxy.get("/2026-07/echo/x", headers=stale)
     (error,) = (await forwarded.json())["errors"]
     assert "?key=" not in error["detail"]  # a forwarded path has no session to open
 

@@ -32,9 +32,9 @@ async def test_status_shows_the_token_windows_and_versions_never_the_token(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
     criteo.rate_limit = 100
-    await proxy.get("/2025-10/advertisers/me")
-    await proxy.get("/2024-07/advertisers/me")  # deprecated at the fake
-    await proxy.get("/2023-01/advertisers/me")  # retired: 410
+    await proxy.get("/2026-07/advertisers/me")
+    await proxy.get("/2026-01/advertisers/me")  # deprecated at the fake
+    await proxy.get("/2025-10/advertisers/me")  # retired: 410
 
     status = await status_of(proxy)
     assert set(status) >= {"version", "uptime_seconds", "upstream", "profiles"}
@@ -59,15 +59,15 @@ async def test_status_shows_the_token_windows_and_versions_never_the_token(
     assert 0 <= api["reset_in_seconds"] <= 60
     assert api["waiting"] == 0
     versions = {v["version"]: v for v in profile["versions"]}
-    assert set(versions) == {"2023-01", "2024-07", "2025-10"}
+    assert set(versions) == {"2025-10", "2026-01", "2026-07"}
     for entry in versions.values():
         assert set(entry) >= {"version", "requests", "deprecated", "sunset"}
         assert entry["requests"] == 1
-    assert versions["2024-07"]["deprecated"] is True
-    assert versions["2024-07"]["sunset"] == "Thu, 31 Jul 2025 00:00:00 GMT"
-    assert versions["2025-10"]["deprecated"] is False
-    assert versions["2025-10"]["sunset"] is None
-    assert versions["2023-01"]["retired"] is True
+    assert versions["2026-01"]["deprecated"] is True
+    assert versions["2026-01"]["sunset"] == "Wed, 27 Jan 2027 00:00:00 GMT"
+    assert versions["2026-07"]["deprecated"] is False
+    assert versions["2026-07"]["sunset"] is None
+    assert versions["2025-10"]["retired"] is True
     for token in criteo.issued:
         assert token not in json.dumps(status)
 
@@ -76,7 +76,7 @@ async def test_status_says_backing_off_with_the_endpoints_words_and_no_secret(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
     proxy = await start_proxy(credentials={"client_secret": "wrong-secret-77"})
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 502
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 502
     token = (await status_of(proxy))["profiles"][0]["token"]
     assert token["state"] == "backing_off"
     assert token["expires_in_seconds"] is None
@@ -91,7 +91,7 @@ async def test_recent_token_errors_keep_the_helpful_first_one_newest_first_at_mo
     proxy = await start_proxy(credentials={"client_secret": "wrong-secret-78"}, clock=clock)
 
     async def fail_once() -> list[dict[str, str]]:
-        assert (await proxy.get("/2025-10/advertisers/me")).status == 502
+        assert (await proxy.get("/2026-07/advertisers/me")).status == 502
         clock.advance(60)  # past the back-off: the next request asks the endpoint again
         recent: list[dict[str, str]] = (await status_of(proxy))["profiles"][0]["token"][
             "recent_errors"
@@ -134,7 +134,7 @@ async def test_recent_token_errors_keep_the_helpful_first_one_newest_first_at_mo
 async def test_recent_token_errors_are_empty_while_the_token_is_fine(
     proxy: TestClient[Any, Any],
 ) -> None:
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
     assert (await status_of(proxy))["profiles"][0]["token"]["recent_errors"] == []
 
 
@@ -158,9 +158,9 @@ async def test_status_command_prints_tables_from_the_running_proxy(
     server, config = keyed_cli_proxy
     port = server.url.rsplit(":", 1)[1]
     async with aiohttp.ClientSession(headers={"X-Proxy-Key": "k-status-1"}) as http:
-        async with http.get(server.url + "/2025-10/advertisers/me?api_key=hidden") as resp:
+        async with http.get(server.url + "/2026-07/advertisers/me?api_key=hidden") as resp:
             assert resp.status == 200
-        async with http.get(server.url + "/2025-10/nothing") as resp:
+        async with http.get(server.url + "/2026-07/nothing") as resp:
             assert resp.status == 404
 
     # No credentials needed: it asks the proxy (with the config's key), not Criteo.
@@ -169,8 +169,8 @@ async def test_status_command_prints_tables_from_the_running_proxy(
     out = result.stdout
     assert f"profile default on {server.url}" in out
     assert re.search(r"^valid\s+client_credentials\s+demo-client\s+\d+", out, re.MULTILINE)
-    assert re.search(r"GET\s+/2025-10/advertisers/me\?api_key=\*\*\*\s+200", out)
-    assert re.search(r"GET\s+/2025-10/nothing\s+404", out)
+    assert re.search(r"GET\s+/2026-07/advertisers/me\?api_key=\*\*\*\s+200", out)
+    assert re.search(r"GET\s+/2026-07/nothing\s+404", out)
     assert "hidden" not in out
     assert "k-status-1" not in out + result.stderr
 
@@ -213,13 +213,13 @@ async def test_status_command_shows_the_last_requests_when_the_history_exceeds_o
             status=500, body=b"\x01" * 8000, headers={"Content-Type": "application/json"}
         )
 
-    criteo.handlers["/2025-10/escapes"] = escapes
+    criteo.handlers["/2026-07/escapes"] = escapes
     env = clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
     server = await start_cli_server("--upstream", criteo_url, "--port", "0", env=env)
     async with aiohttp.ClientSession() as http:
         for i in range(60):
             headers = {"X-Request-Id": f"big-{i:02d}"}
-            async with http.get(server.url + "/2025-10/escapes", headers=headers) as resp:
+            async with http.get(server.url + "/2026-07/escapes", headers=headers) as resp:
                 assert resp.status == 500
 
     result = await run_cli("status", "--url", server.url, env=clean_env())
@@ -250,7 +250,7 @@ async def test_status_command_reads_a_proxy_on_a_unix_socket_with_its_key(
     async with (
         aiohttp.ClientSession(connector=connector) as http,
         http.get(
-            "http://localhost/2025-10/advertisers/me", headers={"X-Proxy-Key": "k-unix-1"}
+            "http://localhost/2026-07/advertisers/me", headers={"X-Proxy-Key": "k-unix-1"}
         ) as resp,
     ):
         assert resp.status == 200
@@ -258,7 +258,7 @@ async def test_status_command_reads_a_proxy_on_a_unix_socket_with_its_key(
     from_config = await run_cli("status", "--config", str(config), env=clean_env())
     assert from_config.returncode == 0, from_config.stderr
     assert f"profile default on unix:{sock}" in from_config.stdout
-    assert re.search(r"GET\s+/2025-10/advertisers/me\s+200", from_config.stdout)
+    assert re.search(r"GET\s+/2026-07/advertisers/me\s+200", from_config.stdout)
 
     by_url = await run_cli(
         "status", "--config", str(config), "--url", f"unix:{sock}", "--json", env=clean_env()

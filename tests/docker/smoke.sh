@@ -138,11 +138,11 @@ log "GET /_proxy/health -> $HEALTH_BODY"
 podman healthcheck run "$CONTAINER" >/dev/null || fail "the image's HEALTHCHECK failed"
 log "podman healthcheck run -> healthy"
 
-STATUS="$(curl -sS -o "$WORK/body" -w '%{http_code}' "http://127.0.0.1:$PROXY_PORT/2025-10/advertisers/me")" ||
+STATUS="$(curl -sS -o "$WORK/body" -w '%{http_code}' "http://127.0.0.1:$PROXY_PORT/2026-07/advertisers/me")" ||
     fail "forwarded request failed"
-[[ $STATUS == 200 ]] || fail "GET /2025-10/advertisers/me answered $STATUS: $(head -c 500 "$WORK/body")"
+[[ $STATUS == 200 ]] || fail "GET /2026-07/advertisers/me answered $STATUS: $(head -c 500 "$WORK/body")"
 grep -q 'Demo advertiser' "$WORK/body" || fail "forwarded answer lacks 'Demo advertiser': $(head -c 500 "$WORK/body")"
-log "GET /2025-10/advertisers/me -> 200, $(wc -c <"$WORK/body") bytes, contains 'Demo advertiser'"
+log "GET /2026-07/advertisers/me -> 200, $(wc -c <"$WORK/body") bytes, contains 'Demo advertiser'"
 
 SERVING="$(podman logs "$CONTAINER" 2>/dev/null | grep '"event":"serving"' | head -n 1)"
 [[ $SERVING == *"\"url\":\"http://0.0.0.0:$PROXY_PORT\""* ]] ||

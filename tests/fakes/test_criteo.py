@@ -115,3 +115,24 @@ async def test_anything_else_is_criteos_404_envelope(
         body = json.loads(await resp.text())
     assert body["errors"][0]["code"] == "resource-not-found"
     assert body["errors"][0]["traceId"]
+
+
+@pytest.mark.parametrize("version", ["2025-10", "2025-07", "2024-04"])
+async def test_a_version_criteo_has_decommissioned_answers_410(
+    api: aiohttp.ClientSession, version: str
+) -> None:
+    async with api.get(f"{version}/advertisers/me") as resp:
+        assert resp.status == 410
+        body = await resp.json()
+    assert body["errors"][0]["code"] == "version-decommissioned"
+
+
+async def test_the_version_in_its_deprecation_window_says_when_it_ends(
+    api: aiohttp.ClientSession,
+) -> None:
+    async with api.get("2026-01/advertisers/me") as resp:
+        assert resp.status == 200
+        assert resp.headers["Deprecation"] == "true"
+        assert resp.headers["Sunset"] == "Wed, 27 Jan 2027 00:00:00 GMT"
+    async with api.get(f"{V}/advertisers/me") as resp:
+        assert "Deprecation" not in resp.headers

@@ -62,10 +62,10 @@ async def test_gzip_response_passes_through_as_the_same_bytes(
             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
         )
 
-    criteo.handlers["/2025-10/report"] = gzipped
+    criteo.handlers["/2026-07/report"] = gzipped
     port = proxy_port(proxy)
     answer = await raw_request(
-        port, request_bytes("GET", "/2025-10/report", port, {"Accept-Encoding": "gzip"})
+        port, request_bytes("GET", "/2026-07/report", port, {"Accept-Encoding": "gzip"})
     )
     assert answer.status == 200
     assert answer.headers["content-encoding"] == "gzip"
@@ -73,7 +73,7 @@ async def test_gzip_response_passes_through_as_the_same_bytes(
     assert criteo.last_request.headers["Accept-Encoding"] == "gzip"
 
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        url = proxy.make_url("/2025-10/report")
+        url = proxy.make_url("/2026-07/report")
         async with session.get(url, headers={"Accept-Encoding": "gzip, deflate"}) as resp:
             assert resp.headers["Content-Encoding"] == "gzip"
             assert await resp.read() == compressed
@@ -89,15 +89,15 @@ async def test_head_passes_content_length_without_a_body(
     async def sized(request: web.Request) -> web.Response:
         return web.Response(body=b"x" * 1234, content_type="text/plain")
 
-    criteo.handlers["/2025-10/sized"] = sized
+    criteo.handlers["/2026-07/sized"] = sized
     port = proxy_port(proxy)
     async with raw_connection(port) as (reader, writer):
-        await send(writer, request_bytes("HEAD", "/2025-10/sized", port))
+        await send(writer, request_bytes("HEAD", "/2026-07/sized", port))
         status, headers = await read_head(reader)
         assert status == 200
         assert headers["content-length"] == "1234"
         # No body bytes follow: the next answer on this connection parses cleanly.
-        await send(writer, request_bytes("GET", "/2025-10/sized", port))
+        await send(writer, request_bytes("GET", "/2026-07/sized", port))
         second = await read_answer(reader)
     assert second.status == 200
     assert second.body == b"x" * 1234
@@ -110,12 +110,12 @@ async def test_204_passes_through_without_a_body(
     async def no_content(request: web.Request) -> web.Response:
         return web.Response(status=204, headers={"X-Deleted": "yes"})
 
-    criteo.handlers["/2025-10/thing"] = no_content
+    criteo.handlers["/2026-07/thing"] = no_content
     port = proxy_port(proxy)
     async with raw_connection(port) as (reader, writer):
-        await send(writer, request_bytes("DELETE", "/2025-10/thing", port))
+        await send(writer, request_bytes("DELETE", "/2026-07/thing", port))
         first = await read_answer(reader)
-        await send(writer, request_bytes("GET", "/2025-10/advertisers/me", port))
+        await send(writer, request_bytes("GET", "/2026-07/advertisers/me", port))
         second = await read_answer(reader)
     assert first.status == 204
     assert first.body == b""
@@ -153,7 +153,7 @@ async def test_large_response_streams_intact_without_being_held_in_memory(
         await response.write_eof()
         return response
 
-    criteo.handlers["/2025-10/big-report"] = report
+    criteo.handlers["/2026-07/big-report"] = report
     expected = hashlib.sha256()
     for index in range(BIG_CHUNKS):
         expected.update(big_chunk(index))
@@ -162,7 +162,7 @@ async def test_large_response_streams_intact_without_being_held_in_memory(
     digest = hashlib.sha256()
     tracemalloc.start()
     try:
-        async with proxy.get("/2025-10/big-report") as resp:
+        async with proxy.get("/2026-07/big-report") as resp:
             assert resp.status == 200
             assert resp.headers["Content-Length"] == str(BIG_CHUNKS * MIB)
             async for chunk in resp.content.iter_chunked(256 * 1024):
@@ -202,21 +202,21 @@ def aborting_handler(
 async def test_upstream_dying_mid_body_breaks_the_client_transfer(
     proxy: TestClient[Any, Any], criteo: FakeCriteo, chunked: bool
 ) -> None:
-    criteo.handlers["/2025-10/dies"] = aborting_handler(chunked=chunked)
-    resp = await proxy.get("/2025-10/dies")
+    criteo.handlers["/2026-07/dies"] = aborting_handler(chunked=chunked)
+    resp = await proxy.get("/2026-07/dies")
     assert resp.status == 200
     with pytest.raises(aiohttp.ClientPayloadError):
         async with asyncio.timeout(TIMEOUT):
             await resp.read()
-    assert criteo.last_request.raw_path == "/2025-10/dies"
+    assert criteo.last_request.raw_path == "/2026-07/dies"
 
 
 async def test_small_body_cut_short_upstream_is_a_502_before_anything_is_sent(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
     """Small known-length bodies are read whole first, so their failure is still a clean 502."""
-    criteo.handlers["/2025-10/dies-small"] = aborting_handler(chunked=False, length=5000)
-    resp = await proxy.get("/2025-10/dies-small")
+    criteo.handlers["/2026-07/dies-small"] = aborting_handler(chunked=False, length=5000)
+    resp = await proxy.get("/2026-07/dies-small")
     assert resp.status == 502
     assert resp.headers["X-Criteo-Proxy-Error"] == "upstream_unavailable"
     (error,) = (await resp.json())["errors"]
@@ -227,10 +227,10 @@ async def test_small_body_cut_short_upstream_is_a_502_before_anything_is_sent(
 async def test_upstream_dying_mid_body_is_never_a_clean_short_body_on_the_wire(
     proxy: TestClient[Any, Any], criteo: FakeCriteo, chunked: bool
 ) -> None:
-    criteo.handlers["/2025-10/dies"] = aborting_handler(chunked=chunked)
+    criteo.handlers["/2026-07/dies"] = aborting_handler(chunked=chunked)
     port = proxy_port(proxy)
     async with raw_connection(port) as (reader, writer):
-        await send(writer, request_bytes("GET", "/2025-10/dies", port))
+        await send(writer, request_bytes("GET", "/2026-07/dies", port))
         status, headers = await read_head(reader)
         rest = await read_until_eof(reader)  # the proxy closes the connection
     assert status == 200
@@ -253,9 +253,9 @@ async def test_upstream_stalling_mid_body_breaks_the_client_transfer_after_read_
         await stalling.wait()
         return response
 
-    criteo.handlers["/2025-10/stalls"] = stalls
+    criteo.handlers["/2026-07/stalls"] = stalls
     proxy = await start_proxy(upstream={"read_timeout": 0.3})
-    resp = await proxy.get("/2025-10/stalls")
+    resp = await proxy.get("/2026-07/stalls")
     assert resp.status == 200
     with pytest.raises(aiohttp.ClientPayloadError):
         async with asyncio.timeout(TIMEOUT):

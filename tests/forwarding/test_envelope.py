@@ -60,7 +60,7 @@ def test_trace_ids_are_read_from_an_envelope_and_nothing_else(body: bytes, ids: 
     assert find_trace_ids(body) == ids
 
 
-WARNING = b'{"type":"deprecation","code":"version-deprecated","title":"2025-10 is deprecated"}'
+WARNING = b'{"type":"deprecation","code":"version-deprecated","title":"2026-07 is deprecated"}'
 
 
 def watched(body: bytes, *, chunk_bytes: int, encoding: str = "identity") -> list[str]:
@@ -77,8 +77,8 @@ def test_a_deprecation_warning_is_seen_at_the_start_or_the_end_of_a_large_answer
     rows = b"[" + b",".join(b'{"id":%d}' % i for i in range(50_000)) + b"]"
     at_end = b'{"data":' + rows + b',"errors":[],"warnings":[' + WARNING + b"]}"
     at_start = b'{"warnings":[' + WARNING + b'],"data":' + rows + b"}"
-    assert watched(at_end, chunk_bytes=chunk_bytes) == ["2025-10 is deprecated"]
-    assert watched(at_start, chunk_bytes=chunk_bytes) == ["2025-10 is deprecated"]
+    assert watched(at_end, chunk_bytes=chunk_bytes) == ["2026-07 is deprecated"]
+    assert watched(at_start, chunk_bytes=chunk_bytes) == ["2026-07 is deprecated"]
 
 
 def test_the_middle_of_a_large_answer_is_not_held_nor_read() -> None:
@@ -91,10 +91,10 @@ def test_the_middle_of_a_large_answer_is_not_held_nor_read() -> None:
 def test_a_compressed_answer_is_read_from_its_start_only() -> None:
     small = b'{"data":[],"warnings":[' + WARNING + b"]}"
     assert watched(gzip.compress(small), chunk_bytes=10, encoding="gzip") == [
-        "2025-10 is deprecated"
+        "2026-07 is deprecated"
     ]
     assert watched(zlib.compress(small), chunk_bytes=10, encoding="deflate") == [
-        "2025-10 is deprecated"
+        "2026-07 is deprecated"
     ]
     assert watched(small, chunk_bytes=10, encoding="br") == []  # no way to read it
     assert watched(b"not gzip at all", chunk_bytes=10, encoding="gzip") == []

@@ -43,7 +43,7 @@ async def test_proxy_bearer_replaces_the_clients_authorization(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
     resp = await proxy.get(
-        "/2025-10/advertisers/me", headers={"Authorization": "Bearer client-own-token"}
+        "/2026-07/advertisers/me", headers={"Authorization": "Bearer client-own-token"}
     )
     assert resp.status == 200
     assert (await resp.json())["data"][0]["id"] == "12345"
@@ -55,23 +55,23 @@ async def test_proxy_bearer_replaces_the_clients_authorization(
 # --- path and query, byte for byte ----------------------------------------------------
 
 NASTY_TARGETS = [
-    "/2025-10/x?a=%2F&a=&b=c+d",
-    "/2025-10/echo/a%20b?q=%20&r=+&s=a+b%2Bc",
-    "/2025-10/echo/a%2fb%2Fc?p=%2f",
-    "/2025-10/echo/x;jsessionid=1;v=2?k=1;2",
-    "/2025-10/echo/caf%C3%A9?name=%E2%82%AC%F0%9F%98%80&lc=%c3%a9",
-    "/2025-10/echo/x?a=1&a=2&a=1",
-    "/2025-10/echo/x?empty=&=novalue&&flag",
+    "/2026-07/x?a=%2F&a=&b=c+d",
+    "/2026-07/echo/a%20b?q=%20&r=+&s=a+b%2Bc",
+    "/2026-07/echo/a%2fb%2Fc?p=%2f",
+    "/2026-07/echo/x;jsessionid=1;v=2?k=1;2",
+    "/2026-07/echo/caf%C3%A9?name=%E2%82%AC%F0%9F%98%80&lc=%c3%a9",
+    "/2026-07/echo/x?a=1&a=2&a=1",
+    "/2026-07/echo/x?empty=&=novalue&&flag",
     pytest.param(
-        "/2025-10/echo/x?",
+        "/2026-07/echo/x?",
         marks=pytest.mark.xfail(
             strict=True,
             reason="known limitation: yarl cannot hold an empty query, so aiohttp's client "
             "sends /x for /x? (README, 'Known limitations')",
         ),
     ),
-    "/2025-10/echo/a/./b/../c",
-    "/2025-10/echo/%7Euser?x=%3D%26%3F%23",
+    "/2026-07/echo/a/./b/../c",
+    "/2026-07/echo/%7Euser?x=%3D%26%3F%23",
     "//x/y",
     "//x/y?z=1",
 ]
@@ -117,7 +117,7 @@ async def test_upstream_down_is_502_upstream_unavailable(
             "token_url": f"{criteo_url}/oauth2/token",
         }
     )
-    resp = await proxy.get("/2025-10/advertisers/me")
+    resp = await proxy.get("/2026-07/advertisers/me")
     assert_proxy_error(resp.status, resp.headers, await resp.read(), 502, "upstream_unavailable")
     assert criteo.requests == []
     assert len(criteo.token_requests) == 1
@@ -127,7 +127,7 @@ async def test_upstream_down_with_its_token_endpoint_is_502_token_endpoint_unava
     start_proxy: StartProxy,
 ) -> None:
     proxy = await start_proxy(upstream={"url": f"http://127.0.0.1:{free_port()}"})
-    resp = await proxy.get("/2025-10/advertisers/me")
+    resp = await proxy.get("/2026-07/advertisers/me")
     assert_proxy_error(
         resp.status, resp.headers, await resp.read(), 502, "token_endpoint_unavailable"
     )
@@ -140,11 +140,11 @@ async def test_upstream_slower_than_response_timeout_is_504_upstream_timeout(
         await stalling.wait()
         return web.Response(text="too late")
 
-    criteo.handlers["/2025-10/slow"] = never_answers
+    criteo.handlers["/2026-07/slow"] = never_answers
     proxy = await start_proxy(upstream={"response_timeout": 0.3})
-    resp = await proxy.get("/2025-10/slow")
+    resp = await proxy.get("/2026-07/slow")
     assert_proxy_error(resp.status, resp.headers, await resp.read(), 504, "upstream_timeout")
-    assert criteo.last_request.raw_path == "/2025-10/slow"  # it did reach upstream
+    assert criteo.last_request.raw_path == "/2026-07/slow"  # it did reach upstream
 
 
 # --- redirects ------------------------------------------------------------------------
@@ -154,16 +154,16 @@ async def test_upstream_slower_than_response_timeout_is_504_upstream_timeout(
 async def test_redirect_is_passed_to_the_client_not_followed(
     proxy: TestClient[Any, Any], criteo: FakeCriteo, status: int, method: str
 ) -> None:
-    location = "/2025-10/advertisers/me?from=redirect"
+    location = "/2026-07/advertisers/me?from=redirect"
 
     async def redirect(request: web.Request) -> web.Response:
         return web.Response(status=status, headers={"Location": location})
 
-    criteo.handlers["/2025-10/moved"] = redirect
-    resp = await proxy.request(method, "/2025-10/moved", allow_redirects=False)
+    criteo.handlers["/2026-07/moved"] = redirect
+    resp = await proxy.request(method, "/2026-07/moved", allow_redirects=False)
     assert resp.status == status
     assert resp.headers["Location"] == location
-    assert [r.raw_path for r in criteo.requests] == ["/2025-10/moved"]  # never followed
+    assert [r.raw_path for r in criteo.requests] == ["/2026-07/moved"]  # never followed
 
 
 # --- connections ----------------------------------------------------------------------
@@ -180,15 +180,15 @@ async def test_h2c_upgrade_offer_is_ignored_and_the_connection_keeps_serving(
         "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA",
     }
     async with raw_connection(port) as (reader, writer):
-        await send(writer, request_bytes("GET", "/2025-10/advertisers/me", port, offer))
+        await send(writer, request_bytes("GET", "/2026-07/advertisers/me", port, offer))
         first = await read_answer(reader)
-        await send(writer, request_bytes("GET", "/2025-10/echo/second", port))
+        await send(writer, request_bytes("GET", "/2026-07/echo/second", port))
         second = await read_answer(reader)
     assert first.status == 200
     assert "upgrade" not in first.headers
     assert json.loads(first.body)["data"][0]["id"] == "12345"
     assert second.status == 200
-    assert json.loads(second.body)["rawPath"] == "/2025-10/echo/second"
+    assert json.loads(second.body)["rawPath"] == "/2026-07/echo/second"
     upgraded = criteo.requests[0].headers
     for name in ("Upgrade", "HTTP2-Settings", "Connection"):
         assert name not in upgraded, name
@@ -200,11 +200,11 @@ async def test_keep_alive_serves_many_requests_on_one_connection(
     port = proxy_port(proxy)
     async with raw_connection(port) as (reader, writer):
         for index in range(5):
-            await send(writer, request_bytes("GET", f"/2025-10/echo/{index}", port))
+            await send(writer, request_bytes("GET", f"/2026-07/echo/{index}", port))
             answer = await read_answer(reader)
             assert answer.status == 200
-            assert json.loads(answer.body)["rawPath"] == f"/2025-10/echo/{index}"
-    assert [r.raw_path for r in criteo.requests] == [f"/2025-10/echo/{i}" for i in range(5)]
+            assert json.loads(answer.body)["rawPath"] == f"/2026-07/echo/{index}"
+    assert [r.raw_path for r in criteo.requests] == [f"/2026-07/echo/{i}" for i in range(5)]
 
 
 # --- /oauth2/ -------------------------------------------------------------------------
@@ -266,7 +266,7 @@ async def test_oauth2_path_without_client_authorization_gets_no_bearer(
 
 
 @pytest.mark.parametrize(
-    "target", ["http://evil.example/x", "https://evil.example/2025-10/x?a=1", "evil.example:80"]
+    "target", ["http://evil.example/x", "https://evil.example/2026-07/x?a=1", "evil.example:80"]
 )
 async def test_absolute_form_target_is_400_and_nothing_is_forwarded(
     proxy: TestClient[Any, Any], criteo: FakeCriteo, target: str
@@ -287,13 +287,13 @@ async def test_fifty_concurrent_clients_share_one_token(
     proxy = await start_proxy()
 
     async def call(index: int) -> tuple[int, Any]:
-        async with proxy.get(f"/2025-10/echo/{index}") as resp:
+        async with proxy.get(f"/2026-07/echo/{index}") as resp:
             return resp.status, await resp.json()
 
     results = await asyncio.gather(*(call(i) for i in range(50)))
     assert [status for status, _ in results] == [200] * 50
     assert sorted(body["rawPath"] for _, body in results) == sorted(
-        f"/2025-10/echo/{i}" for i in range(50)
+        f"/2026-07/echo/{i}" for i in range(50)
     )
     assert len(criteo.requests) == 50
     assert len(criteo.token_requests) == 1

@@ -36,7 +36,7 @@ async def test_hop_by_hop_request_headers_dropped_and_the_rest_pass_unchanged(
         ("Accept", "application/json, text/plain;q=0.5"),
         ("Accept-Encoding", "gzip;q=1.0, br, identity;q=0"),
     ]
-    answer = await raw_request(port, request_bytes("GET", "/2025-10/advertisers/me", port, headers))
+    answer = await raw_request(port, request_bytes("GET", "/2026-07/advertisers/me", port, headers))
     assert answer.status == 200
     seen = criteo.last_request.headers
     for name in (*HOP_BY_HOP, "x-secret-hop"):
@@ -53,7 +53,7 @@ async def test_headers_the_client_did_not_send_are_not_added(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
     port = proxy_port(proxy)
-    answer = await raw_request(port, request_bytes("GET", "/2025-10/advertisers/me", port))
+    answer = await raw_request(port, request_bytes("GET", "/2026-07/advertisers/me", port))
     assert answer.status == 200
     seen = criteo.last_request.headers
     for name in ("User-Agent", "Accept", "Accept-Encoding", "Content-Type", "Content-Length"):
@@ -80,9 +80,9 @@ async def test_hop_by_hop_response_headers_dropped_and_the_rest_pass_unchanged(
             },
         )
 
-    criteo.handlers["/2025-10/hops"] = answer_with_hops
+    criteo.handlers["/2026-07/hops"] = answer_with_hops
     port = proxy_port(proxy)
-    answer = await raw_request(port, request_bytes("GET", "/2025-10/hops", port))
+    answer = await raw_request(port, request_bytes("GET", "/2026-07/hops", port))
     assert answer.status == 200
     assert answer.body == b"ok"
     for name in ("x-upstream-hop", "keep-alive", "proxy-authenticate", "trailer", "upgrade"):
@@ -91,4 +91,4 @@ async def test_hop_by_hop_response_headers_dropped_and_the_rest_pass_unchanged(
     assert answer.headers["x-custom"] == "kept  as is"
     assert answer.headers["cache-control"] == "no-store"
     assert answer.headers["content-type"] == "text/plain"
-    assert criteo.last_request.raw_path == "/2025-10/hops"
+    assert criteo.last_request.raw_path == "/2026-07/hops"

@@ -41,7 +41,7 @@ async def test_binary_body_reaches_upstream_byte_for_byte(
 ) -> None:
     resp = await proxy.request(
         method,
-        "/2025-10/echo/body",
+        "/2026-07/echo/body",
         data=BINARY,
         headers={"Content-Type": "application/vnd.test+octet-stream; x=1"},
     )
@@ -67,7 +67,7 @@ async def test_chunked_request_body_arrives_whole(
         port,
         request_bytes(
             "POST",
-            "/2025-10/echo/chunked",
+            "/2026-07/echo/chunked",
             port,
             {"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"},
             chunked,
@@ -86,7 +86,7 @@ async def test_body_larger_than_the_retry_buffer_is_streamed_intact(
 ) -> None:
     proxy = await start_proxy(retry={"body_limit": 1024})
     body = os.urandom(300 * 1024)
-    resp = await proxy.post("/2025-10/echo/big", data=body)
+    resp = await proxy.post("/2026-07/echo/big", data=body)
     assert resp.status == 200
     assert (await resp.json())["bodySha256"] == hashlib.sha256(body).hexdigest()
     assert criteo.last_request.body == body
@@ -104,7 +104,7 @@ async def test_compressed_body_reaches_upstream_as_the_clients_bytes(
     """Never inflated on the way: Criteo gets the client's bytes under the client's headers."""
     body = compress(encoding, b'{"report": "x"}' * 500)
     resp = await proxy.post(
-        "/2025-10/echo/compressed",
+        "/2026-07/echo/compressed",
         data=body,
         headers={"Content-Encoding": encoding, "Content-Type": "application/json"},
     )
@@ -131,7 +131,7 @@ async def test_compressed_chunked_body_reaches_upstream_as_the_clients_bytes(
         port,
         request_bytes(
             "POST",
-            "/2025-10/echo/compressed",
+            "/2026-07/echo/compressed",
             port,
             {"Transfer-Encoding": "chunked", "Content-Encoding": encoding},
             chunked + b"0\r\n\r\n",
@@ -150,11 +150,11 @@ async def test_max_body_bytes_counts_the_bytes_on_the_wire_not_the_inflated_ones
     body = gzip.compress(inflated)
     assert len(body) < 1000
     proxy = await start_proxy(limits={"max_body_bytes": 1000})
-    resp = await proxy.post("/2025-10/echo/x", data=body, headers={"Content-Encoding": "gzip"})
+    resp = await proxy.post("/2026-07/echo/x", data=body, headers={"Content-Encoding": "gzip"})
     assert resp.status == 200
     assert criteo.last_request.body == body
     too_big = await proxy.post(
-        "/2025-10/echo/x", data=os.urandom(1001), headers={"Content-Encoding": "gzip"}
+        "/2026-07/echo/x", data=os.urandom(1001), headers={"Content-Encoding": "gzip"}
     )
     assert too_big.status == 413
 
@@ -172,7 +172,7 @@ async def test_expect_100_continue_is_answered_before_the_body_and_not_forwarded
         "Expect": "100-continue",
     }
     async with raw_connection(port) as (reader, writer):
-        await send(writer, request_bytes("POST", "/2025-10/echo/expect", port, headers))
+        await send(writer, request_bytes("POST", "/2026-07/echo/expect", port, headers))
         async with asyncio.timeout(TIMEOUT):
             interim = await reader.readuntil(b"\r\n\r\n")
         assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
@@ -192,7 +192,7 @@ async def test_expect_with_a_body_over_the_limit_is_413_without_100_continue(
     port = proxy_port(proxy)
     headers = {"Content-Length": "100", "Expect": "100-continue"}
     async with raw_connection(port) as (reader, writer):
-        await send(writer, request_bytes("POST", "/2025-10/echo/expect", port, headers))
+        await send(writer, request_bytes("POST", "/2026-07/echo/expect", port, headers))
         answer = await read_answer(reader)  # the first thing the proxy says
     assert_proxy_error(answer.status, answer.headers, answer.body, 413, "body_too_large")
     assert criteo.requests == []
@@ -220,7 +220,7 @@ async def test_content_length_over_max_body_bytes_is_413_and_nothing_is_forwarde
     port = proxy_port(proxy)
     answer = await raw_request(
         port,
-        request_bytes("POST", "/2025-10/echo/x", port, {"Content-Length": "11"}, b"x" * 11),
+        request_bytes("POST", "/2026-07/echo/x", port, {"Content-Length": "11"}, b"x" * 11),
     )
     assert_proxy_error(answer.status, answer.headers, answer.body, 413, "body_too_large")
     assert criteo.requests == []
@@ -230,7 +230,7 @@ async def test_body_at_max_body_bytes_is_forwarded(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
     proxy = await start_proxy(limits={"max_body_bytes": 10})
-    resp = await proxy.post("/2025-10/echo/x", data=b"x" * 10)
+    resp = await proxy.post("/2026-07/echo/x", data=b"x" * 10)
     assert resp.status == 200
     assert criteo.last_request.body == b"x" * 10
 
@@ -243,7 +243,7 @@ async def test_chunked_body_over_max_body_bytes_is_413_and_nothing_is_forwarded(
     chunked = b"8\r\n01234567\r\n8\r\n89abcdef\r\n0\r\n\r\n"
     answer = await raw_request(
         port,
-        request_bytes("POST", "/2025-10/echo/x", port, {"Transfer-Encoding": "chunked"}, chunked),
+        request_bytes("POST", "/2026-07/echo/x", port, {"Transfer-Encoding": "chunked"}, chunked),
     )
     assert_proxy_error(answer.status, answer.headers, answer.body, 413, "body_too_large")
     assert criteo.requests == []
@@ -261,11 +261,11 @@ async def test_streamed_chunked_body_going_over_max_body_bytes_is_413(
             await request.read()
         return web.Response(text="read")
 
-    criteo.handlers["/2025-10/upload"] = reads_body
+    criteo.handlers["/2026-07/upload"] = reads_body
     proxy = await start_proxy(limits={"max_body_bytes": 10}, retry={"body_limit": 4})
     port = proxy_port(proxy)
     async with raw_connection(port) as (reader, writer):
-        head = request_bytes("POST", "/2025-10/upload", port, {"Transfer-Encoding": "chunked"})
+        head = request_bytes("POST", "/2026-07/upload", port, {"Transfer-Encoding": "chunked"})
         await send(writer, head + b"6\r\n012345\r\n")
         async with asyncio.timeout(TIMEOUT):
             await upstream_reading.wait()
@@ -290,7 +290,7 @@ async def test_a_steady_upload_longer_than_response_timeout_is_not_cut(
             yield chunk
 
     resp = await proxy.put(
-        "/2025-10/echo/upload",
+        "/2026-07/echo/upload",
         data=slow_body(),
         headers={"Content-Length": str(sum(map(len, chunks)))},
     )
@@ -307,7 +307,7 @@ async def test_a_request_body_that_stalls_is_cut_after_response_timeout_with_408
     proxy = await start_proxy(upstream={"response_timeout": 0.3}, retry={"body_limit": body_limit})
     port = proxy_port(proxy)
     async with raw_connection(port) as (reader, writer):
-        head = request_bytes("POST", "/2025-10/echo/stall", port, {"Content-Length": "100"})
+        head = request_bytes("POST", "/2026-07/echo/stall", port, {"Content-Length": "100"})
         await send(writer, head + b"0123456789")  # 10 of the 100 bytes, then nothing
         answer = await read_answer(reader)
     assert_proxy_error(answer.status, answer.headers, answer.body, 408, "body_timeout")

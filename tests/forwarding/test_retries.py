@@ -26,7 +26,7 @@ from proxy.fakes.criteo import FakeCriteo
 from proxy.forwarding.retries import TransientPolicy, parse_retry_after, retry_delay
 from tests.conftest import StartProxy
 
-API = "/2025-10/echo/flaky"
+API = "/2026-07/echo/flaky"
 DEFAULT = TransientPolicy.from_config(TransientRetryConfig())
 
 
@@ -295,7 +295,7 @@ async def test_a_401_and_then_a_503_are_retried_once_each(
     """The rules compose: the 401 replay is its own; the transient part stays within
     1 + attempts sends."""
     proxy = await start_proxy(retry={"transient": {"attempts": 1}})
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
     sends: list[str] = []
 
     async def unavailable(request: web.Request) -> web.Response:
@@ -368,7 +368,7 @@ async def test_one_failure_in_three_never_reaches_a_client_with_the_default_conf
     statuses = []
     async with aiohttp.ClientSession() as http:
         for _ in range(30):
-            async with http.get(flaky_cli_proxy + "/2025-10/advertisers/me") as resp:
+            async with http.get(flaky_cli_proxy + "/2026-07/advertisers/me") as resp:
                 statuses.append(resp.status)
         async with http.get(flaky_cli_proxy + "/_proxy/metrics") as resp:
             text = await resp.text()

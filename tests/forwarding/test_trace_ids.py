@@ -34,11 +34,11 @@ async def test_criteo_error_passes_byte_for_byte_and_its_trace_id_is_logged(
     async def criteo_error(request: web.Request) -> web.Response:
         return web.Response(status=status, body=raw, content_type="application/json")
 
-    criteo.handlers["/2025-10/advertisers/42/campaigns"] = criteo_error
+    criteo.handlers["/2026-07/advertisers/42/campaigns"] = criteo_error
     caplog.set_level(logging.INFO, logger="criteo_proxy")
 
     resp = await proxy.get(
-        "/2025-10/advertisers/42/campaigns", headers={"X-Request-Id": "our-id-9"}
+        "/2026-07/advertisers/42/campaigns", headers={"X-Request-Id": "our-id-9"}
     )
 
     assert resp.status == status

@@ -65,10 +65,10 @@ async def test_http_proxy_from_the_environment_carries_the_upstream_leg(
     clear_proxy_env(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", proxy_url)
     proxy = await start_proxy()
-    resp = await proxy.get("/2025-10/echo/via?a=1")
+    resp = await proxy.get("/2026-07/echo/via?a=1")
     assert resp.status == 200
-    assert (await resp.json())["rawPath"] == "/2025-10/echo/via?a=1"
-    assert f"{criteo_url}/2025-10/echo/via?a=1" in targets
+    assert (await resp.json())["rawPath"] == "/2026-07/echo/via?a=1"
+    assert f"{criteo_url}/2026-07/echo/via?a=1" in targets
     assert f"{criteo_url}/oauth2/token" in targets  # the token leg goes through it too
     assert_proxy_token(criteo)
 
@@ -84,9 +84,9 @@ async def test_no_proxy_exempts_the_upstream_from_http_proxy(
     monkeypatch.setenv("HTTP_PROXY", proxy_url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     proxy = await start_proxy()
-    resp = await proxy.get("/2025-10/echo/direct")
+    resp = await proxy.get("/2026-07/echo/direct")
     assert resp.status == 200
-    assert criteo.last_request.raw_path == "/2025-10/echo/direct"
+    assert criteo.last_request.raw_path == "/2026-07/echo/direct"
     assert targets == []
 
 
@@ -112,9 +112,9 @@ async def test_ca_file_lets_the_proxy_trust_a_private_ca(
 ) -> None:
     url, ca_path = tls_criteo
     proxy = await start_proxy(upstream={"url": url, "ca_file": ca_path})
-    resp = await proxy.get("/2025-10/advertisers/me")
+    resp = await proxy.get("/2026-07/advertisers/me")
     assert resp.status == 200
-    assert criteo.last_request.raw_path == "/2025-10/advertisers/me"
+    assert criteo.last_request.raw_path == "/2026-07/advertisers/me"
     assert_proxy_token(criteo)
 
 
@@ -125,7 +125,7 @@ async def test_untrusted_upstream_certificate_fails_the_token_fetch_first(
     so an untrusted certificate shows as token_endpoint_unavailable (§1: unreachable)."""
     url, _ = tls_criteo
     proxy = await start_proxy(upstream={"url": url})
-    resp = await proxy.get("/2025-10/advertisers/me")
+    resp = await proxy.get("/2026-07/advertisers/me")
     body = await resp.read()
     assert_proxy_error(resp.status, resp.headers, body, 502, "token_endpoint_unavailable")
     assert criteo.token_requests == []
@@ -137,6 +137,6 @@ async def test_untrusted_api_certificate_is_502_upstream_unavailable(
 ) -> None:
     url, _ = tls_criteo
     proxy = await start_proxy(upstream={"url": url, "token_url": f"{criteo_url}/oauth2/token"})
-    resp = await proxy.get("/2025-10/advertisers/me")
+    resp = await proxy.get("/2026-07/advertisers/me")
     assert_proxy_error(resp.status, resp.headers, await resp.read(), 502, "upstream_unavailable")
     assert criteo.requests == []

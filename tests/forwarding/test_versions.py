@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fakes.criteo import FakeCriteo
 
-API_PATH = "/2025-10/advertisers/me"
-DEPRECATED_PATH = "/2024-07/advertisers/me"
-SUNSET_2024_07 = "Thu, 31 Jul 2025 00:00:00 GMT"  # the fake's default for 2024-07
+API_PATH = "/2026-07/advertisers/me"
+DEPRECATED_PATH = "/2026-01/advertisers/me"
+SUNSET_2026_01 = "Wed, 27 Jan 2027 00:00:00 GMT"  # the fake's default for 2026-01
 
 
 async def scrape(proxy: TestClient[Any, Any]) -> str:
@@ -50,25 +50,25 @@ async def test_deprecated_version_is_logged_once_per_version_and_counted_each_ti
     for _ in range(3):
         resp = await proxy.get(DEPRECATED_PATH)
         assert resp.status == 200
-        assert resp.headers["Sunset"] == SUNSET_2024_07  # passed to the client as well
+        assert resp.headers["Sunset"] == SUNSET_2026_01  # passed to the client as well
 
     [warning] = deprecation_warnings(caplog)
-    assert "2024-07" in warning
-    assert SUNSET_2024_07 in warning
+    assert "2026-01" in warning
+    assert SUNSET_2026_01 in warning
 
-    sunset_2024_10 = "Sat, 31 Oct 2026 00:00:00 GMT"
-    criteo.deprecated_versions["2024-10"] = sunset_2024_10
+    sunset_2026_07 = "Wed, 28 Jul 2027 00:00:00 GMT"  # later, 2026-07 dies too
+    criteo.deprecated_versions["2026-07"] = sunset_2026_07
     for _ in range(2):
-        assert (await proxy.get("/2024-10/advertisers/me")).status == 200
+        assert (await proxy.get("/2026-07/advertisers/me")).status == 200
 
     first, second = deprecation_warnings(caplog)
     assert first == warning
-    assert "2024-10" in second
-    assert sunset_2024_10 in second
+    assert "2026-07" in second
+    assert sunset_2026_07 in second
     text = await scrape(proxy)
     deprecated = "criteo_proxy_deprecated_responses_total"
-    assert sample(text, deprecated, version="2024-07") == 3
-    assert sample(text, deprecated, version="2024-10") == 2
+    assert sample(text, deprecated, version="2026-01") == 3
+    assert sample(text, deprecated, version="2026-07") == 2
 
 
 async def test_current_version_logs_no_deprecation_and_counts_none(
@@ -89,13 +89,13 @@ async def test_current_version_logs_no_deprecation_and_counts_none(
 async def test_retired_version_answer_410_passes_through(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
-    resp = await proxy.get("/2023-01/advertisers/me")
+    resp = await proxy.get("/2025-10/advertisers/me")
 
     assert resp.status == 410
     assert "X-Criteo-Proxy-Error" not in resp.headers
     body = await resp.json()
     assert body["errors"][0]["code"] == "version-decommissioned"
-    assert criteo.last_request.raw_path == "/2023-01/advertisers/me"
+    assert criteo.last_request.raw_path == "/2025-10/advertisers/me"
 
 
 async def test_deprecation_labels_stay_bounded_whatever_the_first_path_segment(
@@ -133,8 +133,8 @@ DEPRECATION_WARNING = {
     "traceId": "t-9",
     "type": "deprecation",
     "code": "version-deprecated",
-    "title": "API version 2025-10 is deprecated",
-    "detail": "Support for 2025-10 ends on 2026-10-28",
+    "title": "API version 2026-07 is deprecated",
+    "detail": "Support for 2026-07 ends on 2027-07-28",
 }
 
 
@@ -152,13 +152,13 @@ async def test_a_deprecation_warning_in_criteos_envelope_is_logged_counted_and_m
         assert body["warnings"][0]["type"] == "deprecation"  # passed on untouched
 
     [warning] = deprecation_warnings(caplog)
-    assert "2024-07" in warning
+    assert "2026-01" in warning
     assert "update the tools" in warning
     assert (
-        sample(await scrape(proxy), "criteo_proxy_deprecated_responses_total", version="2024-07")
+        sample(await scrape(proxy), "criteo_proxy_deprecated_responses_total", version="2026-01")
         == 3
     )
-    marks = (await versions_in_status(proxy))["2024-07"]
+    marks = (await versions_in_status(proxy))["2026-01"]
     assert marks["deprecated"] is True
     assert marks["sunset"] is None
 
@@ -170,8 +170,8 @@ async def test_headers_and_a_warning_on_one_answer_count_it_once(
     for _ in range(2):
         assert (await proxy.get(DEPRECATED_PATH)).status == 200
     text = await scrape(proxy)
-    assert sample(text, "criteo_proxy_deprecated_responses_total", version="2024-07") == 2
-    assert (await versions_in_status(proxy))["2024-07"]["sunset"] == SUNSET_2024_07
+    assert sample(text, "criteo_proxy_deprecated_responses_total", version="2026-01") == 2
+    assert (await versions_in_status(proxy))["2026-01"]["sunset"] == SUNSET_2026_01
 
 
 async def test_a_warning_at_the_end_of_a_large_streamed_answer_is_seen(
@@ -190,14 +190,14 @@ async def test_a_warning_at_the_end_of_a_large_streamed_answer_is_seen(
         await response.write_eof()
         return response
 
-    criteo.handlers["/2025-10/statistics/large"] = large
+    criteo.handlers["/2026-07/statistics/large"] = large
     caplog.set_level(logging.INFO, logger="criteo_proxy")
-    resp = await proxy.get("/2025-10/statistics/large")
+    resp = await proxy.get("/2026-07/statistics/large")
     assert resp.status == 200
     assert await resp.read() == body
     [warning] = deprecation_warnings(caplog)
-    assert "2025-10" in warning
-    assert (await versions_in_status(proxy))["2025-10"]["deprecated"] is True
+    assert "2026-07" in warning
+    assert (await versions_in_status(proxy))["2026-07"]["deprecated"] is True
 
 
 async def test_a_warning_in_a_gzipped_answer_is_seen(
@@ -210,10 +210,10 @@ async def test_a_warning_in_a_gzipped_answer_is_seen(
             body=body, content_type="application/json", headers={"Content-Encoding": "gzip"}
         )
 
-    criteo.handlers["/2025-10/compressed"] = compressed
-    resp = await proxy.get("/2025-10/compressed", auto_decompress=False)
+    criteo.handlers["/2026-07/compressed"] = compressed
+    resp = await proxy.get("/2026-07/compressed", auto_decompress=False)
     assert await resp.read() == body
-    assert (await versions_in_status(proxy))["2025-10"]["deprecated"] is True
+    assert (await versions_in_status(proxy))["2026-07"]["deprecated"] is True
 
 
 @pytest.mark.parametrize(
@@ -244,9 +244,9 @@ async def test_no_deprecation_is_read_where_there_is_none(
     async def answer(request: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    criteo.handlers["/2025-10/other"] = answer
-    resp = await proxy.get("/2025-10/other")
+    criteo.handlers["/2026-07/other"] = answer
+    resp = await proxy.get("/2026-07/other")
     assert resp.status == 200
     assert await resp.read() == body
-    assert (await versions_in_status(proxy))["2025-10"]["deprecated"] is False
+    assert (await versions_in_status(proxy))["2026-07"]["deprecated"] is False
     assert "criteo_proxy_deprecated_responses_total{" not in await scrape(proxy)

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 ACCESS_LOGGER = "criteo_proxy.access"
-API_PATH = "/2025-10/advertisers/me"
+API_PATH = "/2026-07/advertisers/me"
 
 
 def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -66,7 +66,7 @@ async def test_access_log_has_one_record_per_request_with_every_field(
 ) -> None:
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
 
-    resp = await proxy.get("/2025-10/echo/x", headers={"X-Request-Id": "access-1"})
+    resp = await proxy.get("/2026-07/echo/x", headers={"X-Request-Id": "access-1"})
     body = await resp.read()
 
     assert resp.status == 200
@@ -74,7 +74,7 @@ async def test_access_log_has_one_record_per_request_with_every_field(
     fields = access_fields(record)
     assert set(fields) == ACCESS_FIELDS
     assert fields["method"] == "GET"
-    assert fields["path"] == "/2025-10/echo/x"
+    assert fields["path"] == "/2026-07/echo/x"
     assert fields["status"] == 200
     assert fields["bytes"] == len(body)
     assert fields["retried"] is False
@@ -83,7 +83,7 @@ async def test_access_log_has_one_record_per_request_with_every_field(
     assert isinstance(fields["upstream_ms"], float)
     assert 0 <= fields["upstream_ms"] <= fields["duration_ms"]
     assert re.fullmatch(
-        rf"GET /2025-10/echo/x 200 {len(body)}B [\d.]+ms upstream=[\d.]+ms retried=no id=access-1",
+        rf"GET /2026-07/echo/x 200 {len(body)}B [\d.]+ms upstream=[\d.]+ms retried=no id=access-1",
         record.getMessage(),
     ), record.getMessage()
 
@@ -152,14 +152,14 @@ async def test_access_log_masks_query_values_whose_key_looks_secret(
     }
     query = "&".join(f"{k}={v}" for k, v in values.items())
 
-    resp = await proxy.get(f"/2025-10/echo/x?{query}&page=2")
+    resp = await proxy.get(f"/2026-07/echo/x?{query}&page=2")
 
     assert resp.status == 200
-    assert criteo.last_request.raw_path == f"/2025-10/echo/x?{query}&page=2"  # forwarded as is
+    assert criteo.last_request.raw_path == f"/2026-07/echo/x?{query}&page=2"  # forwarded as is
     [record] = access_records(caplog)
     masked = "&".join(f"{k}=***" for k in values)
-    assert access_fields(record)["path"] == f"/2025-10/echo/x?{masked}&page=2"
-    assert f"/2025-10/echo/x?{masked}&page=2 200 " in record.getMessage()
+    assert access_fields(record)["path"] == f"/2026-07/echo/x?{masked}&page=2"
+    assert f"/2026-07/echo/x?{masked}&page=2 200 " in record.getMessage()
     for value in values.values():
         assert value not in caplog.text
 
@@ -241,9 +241,9 @@ async def test_a_transfer_cut_by_the_upstream_is_logged_and_counted_as_a_502(
         request.transport.abort()
         raise asyncio.CancelledError
 
-    criteo.handlers["/2025-10/dies"] = dies
+    criteo.handlers["/2026-07/dies"] = dies
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
-    resp = await proxy.get("/2025-10/dies")
+    resp = await proxy.get("/2026-07/dies")
     assert resp.status == 200  # the status line had gone before the upstream failed
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()

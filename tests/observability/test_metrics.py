@@ -46,8 +46,8 @@ async def test_metrics_count_requests_by_method_and_status_class(
     proxy = await start_proxy()
     for _ in range(3):
         assert (await proxy.get(API_PATH)).status == 200
-    assert (await proxy.get("/2025-10/nothing-here")).status == 404  # Criteo's 404
-    assert (await proxy.post("/2025-10/echo/x", data=b"{}")).status == 200
+    assert (await proxy.get("/2026-07/nothing-here")).status == 404  # Criteo's 404
+    assert (await proxy.post("/2026-07/echo/x", data=b"{}")).status == 200
     criteo.clients = {"someone-else": "x"}
     criteo.revoke_tokens()
     assert (await proxy.get(API_PATH)).status == 502  # the proxy's own error
@@ -120,13 +120,13 @@ async def test_metrics_in_flight_counts_a_request_held_upstream(
         await release.wait()
         return web.json_response({"ok": True})
 
-    criteo.handlers["/2025-10/held"] = held
+    criteo.handlers["/2026-07/held"] = held
     gauge = "criteo_proxy_in_flight_requests"
     # At rest the only request in flight is the scrape itself (0 if it is not counted).
     at_rest = sample(await scrape(proxy), gauge)
     assert at_rest in (0, 1)
 
-    pending = asyncio.create_task(proxy.get("/2025-10/held"))
+    pending = asyncio.create_task(proxy.get("/2026-07/held"))
     try:
         await entered.wait()
         assert sample(await scrape(proxy), gauge) == at_rest + 1
@@ -145,7 +145,7 @@ async def test_metrics_count_request_and_response_body_bytes(
     before = before_bytes.decode()
     sent = secrets.token_bytes(12_345)
 
-    resp = await proxy.post("/2025-10/echo/upload", data=sent)
+    resp = await proxy.post("/2026-07/echo/upload", data=sent)
     received = await resp.read()
 
     assert resp.status == 200
@@ -161,9 +161,9 @@ async def test_metrics_labels_stay_bounded_whatever_the_paths_and_methods(
     proxy: TestClient[Any, Any],
 ) -> None:
     for i in range(200):
-        assert (await proxy.get(f"/2025-10/echo/path-{i}-unique")).status == 200
-    assert (await proxy.request("PROPFIND", "/2025-10/echo/dav")).status == 200
-    assert (await proxy.request("MKCOL", "/2025-10/echo/collection")).status == 200
+        assert (await proxy.get(f"/2026-07/echo/path-{i}-unique")).status == 200
+    assert (await proxy.request("PROPFIND", "/2026-07/echo/dav")).status == 200
+    assert (await proxy.request("MKCOL", "/2026-07/echo/collection")).status == 200
 
     text = await scrape(proxy)
 

@@ -32,7 +32,7 @@ async def test_burst_of_three_times_the_limit_gets_no_429_and_takes_the_windows_
     criteo.rate_limit, criteo.rate_window_seconds = 5, 1
     proxy = await start_proxy()
     started = time.monotonic()
-    responses = await asyncio.gather(*(proxy.get(f"/2025-10/echo/{i}") for i in range(15)))
+    responses = await asyncio.gather(*(proxy.get(f"/2026-07/echo/{i}") for i in range(15)))
     elapsed = time.monotonic() - started
     assert [r.status for r in responses] == [200] * 15
     assert criteo.throttled == 0
@@ -50,16 +50,16 @@ async def test_wait_beyond_max_wait_is_a_proxy_429_before_anything_is_sent(
     criteo.rate_limit, criteo.rate_window_seconds = 1, 60
     criteo.rate_window_start = time.time()
     proxy = await start_proxy(rate_limit={"max_wait": 0.5})
-    assert (await proxy.get("/2025-10/echo/first")).status == 200
+    assert (await proxy.get("/2026-07/echo/first")).status == 200
     started = time.monotonic()
-    refused = await proxy.get("/2025-10/echo/second")
+    refused = await proxy.get("/2026-07/echo/second")
     assert time.monotonic() - started < 0.5  # refused at once, not after max_wait
     assert refused.status == 429
     assert refused.headers["X-Criteo-Proxy-Error"] == "rate_limited"
     (error,) = (await refused.json())["errors"]
     assert error["code"] == "rate_limited"
     assert "max_wait" in error["detail"]
-    assert [r.raw_path for r in criteo.requests] == ["/2025-10/echo/first"]
+    assert [r.raw_path for r in criteo.requests] == ["/2026-07/echo/first"]
     assert criteo.throttled == 0
 
 
@@ -70,8 +70,8 @@ async def test_disabled_pacing_passes_criteos_429_through(
     criteo.rate_limit, criteo.rate_window_seconds = 1, 60
     criteo.rate_window_start = time.time()
     proxy = await start_proxy(rate_limit={"enabled": False})
-    assert (await proxy.get("/2025-10/echo/1")).status == 200
-    throttled = await proxy.get("/2025-10/echo/2")
+    assert (await proxy.get("/2026-07/echo/1")).status == 200
+    throttled = await proxy.get("/2026-07/echo/2")
     assert throttled.status == 429
     assert "X-Criteo-Proxy-Error" not in throttled.headers
     assert throttled.headers["x-ratelimit-remaining"] == "0"
@@ -87,7 +87,7 @@ async def test_429_from_a_window_spent_elsewhere_is_retried_once_after_the_reset
     proxy = await start_proxy()
     index = int(time.time() // 1)
     criteo.rate_counts[("api", index)] = 2  # this second's window is already spent
-    resp = await proxy.post("/2025-10/echo/replayed", data=b"payload")
+    resp = await proxy.post("/2026-07/echo/replayed", data=b"payload")
     assert resp.status == 200
     assert (await resp.json())["bodyLength"] == len(b"payload")
     assert criteo.throttled >= 1
@@ -101,8 +101,8 @@ async def test_a_client_that_leaves_while_waiting_leaves_the_queue(
     proxy = await start_proxy(rate_limit={"max_wait": 30})
     index = int(time.time() // 5)
     criteo.rate_counts[("api", index + 1)] = 1  # the next window is spent too
-    assert (await proxy.get("/2025-10/echo/first")).status == 200
-    waiting = asyncio.create_task(proxy.get("/2025-10/echo/leaver"))
+    assert (await proxy.get("/2026-07/echo/first")).status == 200
+    waiting = asyncio.create_task(proxy.get("/2026-07/echo/leaver"))
     async with asyncio.timeout(5):
         # the metrics endpoint is the only outside view of the queue: poll it
         while await gauge(proxy, "criteo_proxy_rate_limit_waiting_requests") != 1:  # noqa: ASYNC110
@@ -113,7 +113,7 @@ async def test_a_client_that_leaves_while_waiting_leaves_the_queue(
     async with asyncio.timeout(5):
         while await gauge(proxy, "criteo_proxy_rate_limit_waiting_requests") != 0:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
-    assert [r.raw_path for r in criteo.requests] == ["/2025-10/echo/first"]
+    assert [r.raw_path for r in criteo.requests] == ["/2026-07/echo/first"]
 
 
 async def settle() -> None:
@@ -179,15 +179,15 @@ def test_window_headers_are_parsed_and_junk_is_ignored() -> None:
         is None
     )
     assert parse_window({}) is None
-    assert bucket_for("/2025-10/statistics/report") == "reports"
-    assert bucket_for("/2025-10/advertisers/me") == "api"
+    assert bucket_for("/2026-07/statistics/report") == "reports"
+    assert bucket_for("/2026-07/advertisers/me") == "api"
 
 
 async def test_an_unmetered_upstream_is_not_paced(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
     proxy = await start_proxy()
-    responses = await asyncio.gather(*(proxy.get(f"/2025-10/echo/{i}") for i in range(20)))
+    responses = await asyncio.gather(*(proxy.get(f"/2026-07/echo/{i}") for i in range(20)))
     assert all(r.status == 200 for r in responses)
     assert await gauge(proxy, "criteo_proxy_rate_limit_waiting_requests") == 0
 
@@ -204,13 +204,13 @@ async def test_a_slow_first_request_does_not_turn_the_next_ones_into_429s(
         await release.wait()
         return web.json_response({"slow": True})
 
-    criteo.handlers["/2025-10/slow"] = slow
+    criteo.handlers["/2026-07/slow"] = slow
     proxy = await start_proxy(rate_limit={"max_wait": 2})
-    first = asyncio.create_task(proxy.get("/2025-10/slow"))
+    first = asyncio.create_task(proxy.get("/2026-07/slow"))
     async with asyncio.timeout(5):
         while not criteo.requests:  # noqa: ASYNC110 - the fake's record is the signal
             await asyncio.sleep(0.01)
-    second = await proxy.get("/2025-10/echo/next")
+    second = await proxy.get("/2026-07/echo/next")
     assert second.status == 200
     release.set()
     assert (await first).status == 200
@@ -302,12 +302,12 @@ async def test_an_upstream_that_starts_metering_is_paced_from_its_first_metered_
 ) -> None:
     proxy = await start_proxy(rate_limit={"max_wait": 0.5})
     for i in range(3):
-        assert (await proxy.get(f"/2025-10/echo/free-{i}")).status == 200
+        assert (await proxy.get(f"/2026-07/echo/free-{i}")).status == 200
     criteo.rate_limit, criteo.rate_window_seconds = 2, 60
     criteo.rate_window_start = time.time()
-    assert (await proxy.get("/2025-10/echo/metered-1")).status == 200  # says: 1 left
-    assert (await proxy.get("/2025-10/echo/metered-2")).status == 200  # says: 0 left
-    refused = await proxy.get("/2025-10/echo/metered-3")
+    assert (await proxy.get("/2026-07/echo/metered-1")).status == 200  # says: 1 left
+    assert (await proxy.get("/2026-07/echo/metered-2")).status == 200  # says: 0 left
+    refused = await proxy.get("/2026-07/echo/metered-3")
     assert refused.status == 429
     assert refused.headers["X-Criteo-Proxy-Error"] == "rate_limited"
     assert criteo.throttled == 0  # Criteo never had to refuse anything

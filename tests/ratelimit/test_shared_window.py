@@ -136,11 +136,11 @@ async def test_two_proxies_on_one_window_meet_a_burst_with_no_429_from_criteo(
     caplog.set_level(logging.INFO, logger="criteo_proxy.pacing")
     # One call each, then one more on the first: each answer so far shows the other's calls.
     for proxy in (first, second, first):
-        assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+        assert (await proxy.get("/2026-07/advertisers/me")).status == 200
     assert caplog.text.count("calls that are not ours") == 2
     started = time.monotonic()
     burst: list[Any] = [
-        proxy.get(f"/2025-10/echo/{i}") for i in range(12) for proxy in (first, second)
+        proxy.get(f"/2026-07/echo/{i}") for i in range(12) for proxy in (first, second)
     ]
     responses = await asyncio.gather(*burst)
     elapsed = time.monotonic() - started

@@ -58,7 +58,7 @@ async def test_unknown_reserved_path_is_a_proxy_404_never_forwarded(
 async def test_request_id_from_the_client_is_sent_upstream_and_echoed(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
-    resp = await proxy.get("/2025-10/advertisers/me", headers={"X-Request-Id": "abc-123"})
+    resp = await proxy.get("/2026-07/advertisers/me", headers={"X-Request-Id": "abc-123"})
     assert resp.status == 200
     assert resp.headers["X-Request-Id"] == "abc-123"
     assert criteo.last_request.headers["X-Request-Id"] == "abc-123"
@@ -67,7 +67,7 @@ async def test_request_id_from_the_client_is_sent_upstream_and_echoed(
 async def test_insane_request_id_is_replaced_by_a_generated_one(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
-    resp = await proxy.get("/2025-10/advertisers/me", headers={"X-Request-Id": "x" * 200})
+    resp = await proxy.get("/2026-07/advertisers/me", headers={"X-Request-Id": "x" * 200})
     generated = resp.headers["X-Request-Id"]
     assert generated != "x" * 200
     assert len(generated) == 32

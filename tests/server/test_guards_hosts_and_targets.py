@@ -45,7 +45,7 @@ def test_host_verdicts_are_remembered_within_a_bound_and_stay_right() -> None:
 async def test_foreign_host_header_is_refused_before_anything_is_forwarded(
     proxy: TestClient[Any, Any], criteo: FakeCriteo, host: str
 ) -> None:
-    resp = await proxy.get("/2025-10/advertisers/me", headers={"Host": host})
+    resp = await proxy.get("/2026-07/advertisers/me", headers={"Host": host})
     assert resp.status == 403
     assert resp.headers["X-Criteo-Proxy-Error"] == "host_not_allowed"
     assert_proxy_error(await resp.json(), "host_not_allowed")
@@ -56,7 +56,7 @@ async def test_foreign_host_header_is_refused_before_anything_is_forwarded(
 async def test_default_loopback_host_names_are_allowed_on_any_port(
     proxy: TestClient[Any, Any], host: str
 ) -> None:
-    resp = await proxy.get("/2025-10/advertisers/me", headers={"Host": host})
+    resp = await proxy.get("/2026-07/advertisers/me", headers={"Host": host})
     assert resp.status == 200
 
 
@@ -79,7 +79,7 @@ async def test_an_unknown_expect_from_a_foreign_host_is_refused_by_the_host_guar
 ) -> None:
     resp = await raw_request(
         proxy.port,
-        b"POST /2025-10/echo/x HTTP/1.1\r\nHost: evil.example\r\nExpect: something\r\n"
+        b"POST /2026-07/echo/x HTTP/1.1\r\nHost: evil.example\r\nExpect: something\r\n"
         b"Content-Length: 2\r\n\r\nhi",
     )
     assert resp.status == 403
@@ -118,11 +118,11 @@ async def test_absolute_target_naming_the_proxy_itself_is_forwarded_as_a_path(
 ) -> None:
     resp = await raw_request(
         proxy.port,
-        f"GET http://localhost:{proxy.port}/2025-10/echo/a?x=%2F HTTP/1.1\r\n"
+        f"GET http://localhost:{proxy.port}/2026-07/echo/a?x=%2F HTTP/1.1\r\n"
         f"Host: localhost:{proxy.port}\r\n\r\n".encode(),
     )
     assert resp.status == 200
-    assert criteo.last_request.raw_path == "/2025-10/echo/a?x=%2F"
+    assert criteo.last_request.raw_path == "/2026-07/echo/a?x=%2F"
 
 
 @pytest.mark.parametrize("target", ["http://xn--a.example/x", "http://xn--a", "https://xn--/"])
@@ -156,7 +156,7 @@ async def test_absolute_target_on_another_port_or_disagreeing_with_host_is_refus
     """ "The proxy itself" is an allowed host name on the port the proxy serves on (DESIGN 4)."""
     ports = {"port": proxy.port, "other": 9999 if proxy.port != 9999 else 9998}
     authority, host = target_authority.format(**ports), host_header.format(**ports)
-    request = f"GET http://{authority}/2025-10/echo/a HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    request = f"GET http://{authority}/2026-07/echo/a HTTP/1.1\r\nHost: {host}\r\n\r\n"
     resp = await raw_request(proxy.port, request.encode())
     assert resp.status == 400, resp.body
     assert resp.headers["x-criteo-proxy-error"] == "absolute_uri_not_allowed"
@@ -168,11 +168,11 @@ async def test_absolute_target_naming_the_proxy_by_another_allowed_name_is_forwa
 ) -> None:
     resp = await raw_request(
         proxy.port,
-        f"GET http://127.0.0.1:{proxy.port}/2025-10/echo/b HTTP/1.1\r\n"
+        f"GET http://127.0.0.1:{proxy.port}/2026-07/echo/b HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{proxy.port}\r\n\r\n".encode(),
     )
     assert resp.status == 200
-    assert criteo.last_request.raw_path == "/2025-10/echo/b"
+    assert criteo.last_request.raw_path == "/2026-07/echo/b"
 
 
 # --- pure target parsing, with hypothesis -----------------------------------------------

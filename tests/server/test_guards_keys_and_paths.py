@@ -22,31 +22,31 @@ async def test_read_only_refuses_methods_that_change_things(
     start_proxy: StartProxy, criteo: FakeCriteo, method: str
 ) -> None:
     proxy = await start_proxy(security={"read_only": True})
-    resp = await proxy.request(method, "/2025-10/echo/x", data=b"{}")
+    resp = await proxy.request(method, "/2026-07/echo/x", data=b"{}")
     assert resp.status == 405
     assert resp.headers["X-Criteo-Proxy-Error"] == "method_not_allowed"
     assert criteo.requests == []
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
 
 
 async def test_allow_and_deny_paths_narrow_what_is_forwarded(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
     proxy = await start_proxy(
-        security={"allow_paths": ["^/2025-10/"], "deny_paths": ["/echo/secret"]}
+        security={"allow_paths": ["^/2026-07/"], "deny_paths": ["/echo/secret"]}
     )
-    assert (await proxy.get("/2025-10/advertisers/me")).status == 200
+    assert (await proxy.get("/2026-07/advertisers/me")).status == 200
     outside = await proxy.get("/2024-04/advertisers/me")
     assert outside.status == 403
     assert outside.headers["X-Criteo-Proxy-Error"] == "path_not_allowed"
-    denied = await proxy.get("/2025-10/echo/secret")
+    denied = await proxy.get("/2026-07/echo/secret")
     assert denied.status == 403
     # percent-encoding does not smuggle a denied path past the rule
     sneaky = await raw_request(
-        proxy.port, b"GET /2025-10/echo/%73ecret HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        proxy.port, b"GET /2026-07/echo/%73ecret HTTP/1.1\r\nHost: localhost\r\n\r\n"
     )
     assert sneaky.status == 403
-    assert [r.raw_path for r in criteo.requests] == ["/2025-10/advertisers/me"]
+    assert [r.raw_path for r in criteo.requests] == ["/2026-07/advertisers/me"]
     assert (await proxy.get("/_proxy/health")).status == 200
 
 
@@ -75,17 +75,17 @@ async def test_an_encoded_reserved_path_is_not_the_health_route_and_needs_the_ke
 @pytest.mark.parametrize(
     "target",
     [
-        "/_proxy%2F..%2F2025-10%2Fstatistics%2Freport",
-        "/2025-10/echo/%2e%2e/%2e%2e/2025-10/statistics/report",
-        "/2025-10/echo/../statistics/report",
-        "/2025-10/echo%2F..%2Fstatistics/report",
+        "/_proxy%2F..%2F2026-07%2Fstatistics%2Freport",
+        "/2026-07/echo/%2e%2e/%2e%2e/2026-07/statistics/report",
+        "/2026-07/echo/../statistics/report",
+        "/2026-07/echo%2F..%2Fstatistics/report",
     ],
 )
 async def test_encoded_or_dot_segment_paths_cannot_slip_past_path_rules(
     start_proxy: StartProxy, criteo: FakeCriteo, target: str
 ) -> None:
     proxy = await start_proxy(
-        security={"allow_paths": ["^/2025-10/echo/", "^/_proxy"], "deny_paths": ["statistics"]}
+        security={"allow_paths": ["^/2026-07/echo/", "^/_proxy"], "deny_paths": ["statistics"]}
     )
     resp = await raw_request(
         proxy.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
@@ -93,41 +93,41 @@ async def test_encoded_or_dot_segment_paths_cannot_slip_past_path_rules(
     assert resp.status == 403
     assert resp.headers["x-criteo-proxy-error"] == "path_not_allowed"
     assert criteo.requests == []
-    assert (await proxy.get("/2025-10/echo/plain")).status == 200
+    assert (await proxy.get("/2026-07/echo/plain")).status == 200
 
 
 @pytest.mark.parametrize(
     "target",
     [
-        "/2025-10//statistics/report",  # an empty segment, which servers may collapse
-        "//2025-10/statistics/report",
-        "/2025-10/statistics;v=1/report",  # a path parameter (matrix URI)
-        "/2025-10/%2573tatistics/report",  # %25: decoded twice along the way, it is an 's'
-        "/2025-10/Statistics/report",  # Criteo's routing may not care about case
+        "/2026-07//statistics/report",  # an empty segment, which servers may collapse
+        "//2026-07/statistics/report",
+        "/2026-07/statistics;v=1/report",  # a path parameter (matrix URI)
+        "/2026-07/%2573tatistics/report",  # %25: decoded twice along the way, it is an 's'
+        "/2026-07/Statistics/report",  # Criteo's routing may not care about case
     ],
 )
 async def test_forms_criteo_may_normalise_cannot_slip_past_anchored_deny_rules(
     start_proxy: StartProxy, criteo: FakeCriteo, target: str
 ) -> None:
-    proxy = await start_proxy(security={"deny_paths": ["^/2025-10/statistics/"]})
+    proxy = await start_proxy(security={"deny_paths": ["^/2026-07/statistics/"]})
     resp = await raw_request(
         proxy.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
     )
     assert resp.status == 403
     assert resp.headers["x-criteo-proxy-error"] == "path_not_allowed"
     assert criteo.requests == []
-    assert (await proxy.get("/2025-10/echo/plain;")).status == 403
-    assert (await proxy.get("/2025-10/echo/plain")).status == 200
+    assert (await proxy.get("/2026-07/echo/plain;")).status == 403
+    assert (await proxy.get("/2026-07/echo/plain")).status == 200
 
 
 async def test_without_path_rules_unusual_paths_are_forwarded_as_they_are(
     proxy: TestClient[Any, Any], criteo: FakeCriteo
 ) -> None:
     resp = await raw_request(
-        proxy.port, b"GET /2025-10/echo//a;b/%2573 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        proxy.port, b"GET /2026-07/echo//a;b/%2573 HTTP/1.1\r\nHost: localhost\r\n\r\n"
     )
     assert resp.status == 200
-    assert criteo.last_request.raw_path == "/2025-10/echo//a;b/%2573"
+    assert criteo.last_request.raw_path == "/2026-07/echo//a;b/%2573"
 
 
 # --- inbound keys -----------------------------------------------------------------------
@@ -137,13 +137,13 @@ async def test_api_keys_are_required_and_never_forwarded(
     start_proxy: StartProxy, criteo: FakeCriteo
 ) -> None:
     proxy = await start_proxy(security={"api_keys": ["key-one", "key-two"]})
-    missing = await proxy.get("/2025-10/advertisers/me")
+    missing = await proxy.get("/2026-07/advertisers/me")
     assert missing.status == 401
     assert missing.headers["X-Criteo-Proxy-Error"] == "proxy_key_required"
-    wrong = await proxy.get("/2025-10/advertisers/me", headers={"X-Proxy-Key": "key-on"})
+    wrong = await proxy.get("/2026-07/advertisers/me", headers={"X-Proxy-Key": "key-on"})
     assert wrong.status == 401
     assert criteo.requests == []
-    ok = await proxy.get("/2025-10/advertisers/me", headers={"X-Proxy-Key": "key-two"})
+    ok = await proxy.get("/2026-07/advertisers/me", headers={"X-Proxy-Key": "key-two"})
     assert ok.status == 200
     assert "X-Proxy-Key" not in criteo.last_request.headers
     assert (await proxy.get("/_proxy/health")).status == 200

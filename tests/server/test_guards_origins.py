@@ -28,7 +28,7 @@ from tests.server.conftest import assert_proxy_error
 async def test_cross_site_browser_requests_are_refused(
     proxy: TestClient[Any, Any], criteo: FakeCriteo, headers: dict[str, str]
 ) -> None:
-    resp = await proxy.get("/2025-10/advertisers/me", headers=headers)
+    resp = await proxy.get("/2026-07/advertisers/me", headers=headers)
     assert resp.status == 403
     assert resp.headers["X-Criteo-Proxy-Error"] == "origin_not_allowed"
     assert "Access-Control-Allow-Origin" not in resp.headers
@@ -49,7 +49,7 @@ async def test_an_origin_that_cannot_be_parsed_is_refused_in_the_envelope(
     start_proxy: StartProxy, criteo: FakeCriteo, origin: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     proxy = await start_proxy(security={"allowed_origins": ["http://localhost:3000"]})
-    resp = await proxy.get("/2025-10/echo/x", headers={"Origin": origin})
+    resp = await proxy.get("/2026-07/echo/x", headers={"Origin": origin})
     assert resp.status == 403
     assert_proxy_error(await resp.json(), "origin_not_allowed")
     assert criteo.requests == []
@@ -60,7 +60,7 @@ async def test_an_origin_that_cannot_be_parsed_is_refused_in_the_envelope(
 async def test_non_cross_site_fetch_metadata_is_fine(
     proxy: TestClient[Any, Any], fetch_site: str
 ) -> None:
-    resp = await proxy.get("/2025-10/advertisers/me", headers={"Sec-Fetch-Site": fetch_site})
+    resp = await proxy.get("/2026-07/advertisers/me", headers={"Sec-Fetch-Site": fetch_site})
     assert resp.status == 200
 
 
@@ -71,11 +71,11 @@ async def test_allowed_origin_gets_cors_headers_on_answers_and_errors(
         security={"allowed_origins": ["http://LOCALHOST:3000"], "read_only": True}
     )
     origin = {"Origin": "http://localhost:3000", "Sec-Fetch-Site": "same-site"}
-    ok = await proxy.get("/2025-10/advertisers/me", headers=origin)
+    ok = await proxy.get("/2026-07/advertisers/me", headers=origin)
     assert ok.status == 200
     assert ok.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "X-Request-Id" in ok.headers["Access-Control-Expose-Headers"]
-    refused = await proxy.post("/2025-10/echo/x", headers=origin)
+    refused = await proxy.post("/2026-07/echo/x", headers=origin)
     assert refused.status == 405
     assert refused.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "X-Criteo-Proxy-Error" in refused.headers["Access-Control-Expose-Headers"]
@@ -90,10 +90,10 @@ async def test_a_streamed_answer_carries_the_cors_headers_too(
     async def report(request: web.Request) -> web.Response:
         return web.Response(body=big, content_type="text/csv")
 
-    criteo.handlers["/2025-10/report.csv"] = report
+    criteo.handlers["/2026-07/report.csv"] = report
     proxy = await start_proxy(security={"allowed_origins": ["http://localhost:3000"]})
     origin = {"Origin": "http://localhost:3000", "Sec-Fetch-Site": "same-site"}
-    resp = await proxy.get("/2025-10/report.csv", headers=origin)
+    resp = await proxy.get("/2026-07/report.csv", headers=origin)
     assert resp.status == 200
     assert await resp.read() == big
     assert resp.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
@@ -108,7 +108,7 @@ async def test_preflight_of_an_allowed_origin_is_answered_by_the_proxy_without_a
         security={"allowed_origins": ["http://localhost:3000"], "api_keys": ["k1"]}
     )
     resp = await proxy.options(
-        "/2025-10/advertisers/me",
+        "/2026-07/advertisers/me",
         headers={
             "Origin": "http://localhost:3000",
             "Access-Control-Request-Method": "GET",
@@ -129,7 +129,7 @@ async def test_aiohttps_own_417_to_an_allowed_origin_carries_the_cors_headers(
     proxy = await start_proxy(security={"allowed_origins": ["http://localhost:3000"]})
     resp = await raw_request(
         proxy.port,
-        b"POST /2025-10/echo/x HTTP/1.1\r\nHost: localhost\r\nExpect: something\r\n"
+        b"POST /2026-07/echo/x HTTP/1.1\r\nHost: localhost\r\nExpect: something\r\n"
         b"Origin: http://localhost:3000\r\nSec-Fetch-Site: same-site\r\n"
         b"Content-Length: 2\r\n\r\nhi",
     )

@@ -73,9 +73,9 @@ async def test_client_leaving_mid_download_cancels_the_upstream_transfer(
             upstream_gone.set()
             raise
 
-    criteo.handlers["/2025-10/endless"] = endless
+    criteo.handlers["/2026-07/endless"] = endless
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(b"GET /2025-10/endless HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    writer.write(b"GET /2026-07/endless HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await writer.drain()
     await reader.readexactly(100_000)
     writer.close()
@@ -95,10 +95,10 @@ async def test_client_leaving_mid_upload_cancels_the_upstream_request(
             raise
         return web.Response(text="complete?")
 
-    criteo.handlers["/2025-10/upload"] = slurp
+    criteo.handlers["/2026-07/upload"] = slurp
     _, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(
-        b"POST /2025-10/upload HTTP/1.1\r\nHost: localhost\r\n"
+        b"POST /2026-07/upload HTTP/1.1\r\nHost: localhost\r\n"
         b"Content-Length: 50000000\r\n\r\n" + b"y" * 20_000_000
     )
     await writer.drain()
@@ -211,9 +211,9 @@ def _status_of(port: int, request: bytes) -> tuple[int, bytes]:
         min_size=1,
         max_size=6,
     ),
-    path=st.sampled_from([b"/2025-10/echo/x", b"/_proxy/ready", b"/_proxy/health", b"http://x/"])
+    path=st.sampled_from([b"/2026-07/echo/x", b"/_proxy/ready", b"/_proxy/health", b"http://x/"])
     | st.binary(max_size=40).map(
-        lambda b: b"/2025-10/echo/" + b.replace(b" ", b"").replace(b"\r", b"").replace(b"\n", b"")
+        lambda b: b"/2026-07/echo/" + b.replace(b" ", b"").replace(b"\r", b"").replace(b"\n", b"")
     )
     | _NASTY_VALUES.map(str.encode),
     method=st.sampled_from(["GET", "OPTIONS", "POST"]),

@@ -40,7 +40,7 @@ async def test_unix_socket_is_owner_only_and_serves(
         connector = aiohttp.UnixConnector(path=path)
         async with (
             aiohttp.ClientSession(connector=connector) as session,
-            session.get("http://localhost/2025-10/advertisers/me") as resp,
+            session.get("http://localhost/2026-07/advertisers/me") as resp,
         ):
             assert resp.status == 200
     finally:

@@ -52,7 +52,7 @@ async def test_a_client_credentials_request_gets_a_placeholder_never_sent_to_cri
 
     # The placeholder is worthless upstream: the proxy's own token goes instead.
     api = await proxy.get(
-        "/2025-10/advertisers/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+        "/2026-07/advertisers/me", headers={"Authorization": f"Bearer {body['access_token']}"}
     )
     assert api.status == 200
     assert criteo.last_request.token in criteo.issued

@@ -29,7 +29,7 @@ from tests.conftest import (
     run_cli,
 )
 
-API = "/2025-10/advertisers/me"
+API = "/2026-07/advertisers/me"
 RETAIL_ID, RETAIL_SECRET = "retail-app", "retail-s3cret-41"
 ADS_ID, ADS_SECRET = "ads-app", "ads-s3cret-77"
 REDIRECT_URI = "https://app.example/cb"

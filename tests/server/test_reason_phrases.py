@@ -25,7 +25,7 @@ from proxy.errors import REASONS, ErrorCode
 from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import RawResponse, StartProxy, raw_request
 
-RAW_PATH = "/2025-10/advertisers/me"
+RAW_PATH = "/2026-07/advertisers/me"
 
 
 def request(method: str, target: str, *headers: str, body: bytes = b"") -> bytes:
@@ -87,9 +87,9 @@ async def upstream_timeout(
         await release.wait()
         return web.Response(text="too late")
 
-    criteo.handlers["/2025-10/slow"] = never_answers
+    criteo.handlers["/2026-07/slow"] = never_answers
     proxy = await start(upstream={"response_timeout": 0.2})
-    return await send_to(proxy, request("GET", "/2025-10/slow"))
+    return await send_to(proxy, request("GET", "/2026-07/slow"))
 
 
 async def host_not_allowed(start: StartProxy, *_: Any) -> RawResponse:
@@ -102,18 +102,18 @@ async def origin_not_allowed(start: StartProxy, *_: Any) -> RawResponse:
 
 
 async def absolute_uri_not_allowed(start: StartProxy, *_: Any) -> RawResponse:
-    target = "http://other.example/2025-10/advertisers/me"
+    target = "http://other.example/2026-07/advertisers/me"
     return await send_to(await start(), request("GET", target, "Host: other.example"))
 
 
 async def method_not_allowed(start: StartProxy, *_: Any) -> RawResponse:
     proxy = await start(security={"read_only": True})
-    return await send_to(proxy, request("DELETE", "/2025-10/campaigns/1"))
+    return await send_to(proxy, request("DELETE", "/2026-07/campaigns/1"))
 
 
 async def path_not_allowed(start: StartProxy, *_: Any) -> RawResponse:
-    proxy = await start(security={"deny_paths": ["^/2025-10/campaigns"]})
-    return await send_to(proxy, request("GET", "/2025-10/campaigns/1"))
+    proxy = await start(security={"deny_paths": ["^/2026-07/campaigns"]})
+    return await send_to(proxy, request("GET", "/2026-07/campaigns/1"))
 
 
 async def proxy_key_required(start: StartProxy, *_: Any) -> RawResponse:
@@ -123,12 +123,12 @@ async def proxy_key_required(start: StartProxy, *_: Any) -> RawResponse:
 
 async def body_too_large(start: StartProxy, *_: Any) -> RawResponse:
     proxy = await start(limits={"max_body_bytes": 10})
-    return await send_to(proxy, request("POST", "/2025-10/echo/x", body=b"x" * 100))
+    return await send_to(proxy, request("POST", "/2026-07/echo/x", body=b"x" * 100))
 
 
 async def body_timeout(start: StartProxy, *_: Any) -> RawResponse:
     proxy = await start(upstream={"response_timeout": 0.2})
-    stalled = request("POST", "/2025-10/echo/x", "Content-Length: 100") + b"0123456789"
+    stalled = request("POST", "/2026-07/echo/x", "Content-Length: 100") + b"0123456789"
     return await send_to(proxy, stalled)
 
 
@@ -137,8 +137,8 @@ async def rate_limited(start: StartProxy, criteo: FakeCriteo, *_: Any) -> RawRes
     criteo.rate_limit, criteo.rate_window_seconds = 1, 60
     criteo.rate_window_start = time.time()
     proxy = await start(rate_limit={"max_wait": 0.5})
-    assert (await send_to(proxy, request("GET", "/2025-10/echo/first"))).status == 200
-    return await send_to(proxy, request("GET", "/2025-10/echo/second"))
+    assert (await send_to(proxy, request("GET", "/2026-07/echo/first"))).status == 200
+    return await send_to(proxy, request("GET", "/2026-07/echo/second"))
 
 
 async def not_found(start: StartProxy, *_: Any) -> RawResponse:
@@ -198,7 +198,7 @@ async def test_the_status_line_names_the_cause(
 
 async def test_criteos_own_answers_keep_criteos_status_line(start_proxy: StartProxy) -> None:
     proxy = await start_proxy()
-    answer = await send_to(proxy, request("GET", "/2025-10/campaigns/1"))
+    answer = await send_to(proxy, request("GET", "/2026-07/campaigns/1"))
     assert answer.status == 404
     assert "x-criteo-proxy-error" not in answer.headers
     assert answer.reason == "Not Found"
@@ -235,7 +235,7 @@ async def test_not_ready_says_why_in_the_status_line(
 
 
 async def test_an_unknown_expectation_says_which_one_works(start_proxy: StartProxy) -> None:
-    expecting = request("POST", "/2025-10/echo/x", "Expect: something-else", body=b"{}")
+    expecting = request("POST", "/2026-07/echo/x", "Expect: something-else", body=b"{}")
     answer = await send_to(await start_proxy(), expecting)
     assert answer.status == 417
     assert answer.reason == "criteo-proxy accepts only Expect: 100-continue"

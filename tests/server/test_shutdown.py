@@ -110,11 +110,11 @@ async def test_sigterm_lets_an_in_flight_download_finish_then_exits_0(
         await resp.write_eof()
         return resp
 
-    criteo.handlers["/2025-10/reports/big"] = slow_download
+    criteo.handlers["/2026-07/reports/big"] = slow_download
     server = await start_cli_server("--upstream", criteo_url, "--port", "0", env=demo_env())
 
     try:
-        async with http.get(server.url + "/2025-10/reports/big") as resp:
+        async with http.get(server.url + "/2026-07/reports/big") as resp:
             assert resp.status == 200
             first = await resp.content.readexactly(CHUNK_BYTES)
             server.process.terminate()
@@ -143,14 +143,14 @@ async def test_second_signal_exits_at_once_without_waiting_for_the_grace(
     tmp_path: Path,
 ) -> None:
     release = asyncio.Event()
-    hold_forever(criteo, "/2025-10/reports/stuck", release)
+    hold_forever(criteo, "/2026-07/reports/stuck", release)
     config = write_config(tmp_path, "listen:\n  shutdown_grace: 30\n")
     server = await start_cli_server(
         "--config", config, "--upstream", criteo_url, "--port", "0", env=demo_env()
     )
 
     try:
-        async with http.get(server.url + "/2025-10/reports/stuck") as resp:
+        async with http.get(server.url + "/2026-07/reports/stuck") as resp:
             assert resp.status == 200
             await resp.content.readexactly(CHUNK_BYTES)
             server.process.terminate()
@@ -179,14 +179,14 @@ async def start_stuck_download_then_sigterm(
 ) -> tuple[int, float, CliServer]:
     """Serve with GRACE_SECONDS, hold a download open, SIGTERM: (status, seconds, server)."""
     release = asyncio.Event()
-    hold_forever(criteo, "/2025-10/reports/stuck", release)
+    hold_forever(criteo, "/2026-07/reports/stuck", release)
     config = write_config(tmp_path, f"listen:\n  shutdown_grace: {grace_seconds}\n")
     server = await start_cli_server(
         "--config", config, "--upstream", criteo_url, "--port", "0", env=demo_env()
     )
     try:
         async with http.get(
-            server.url + "/2025-10/reports/stuck", headers={"X-Request-Id": "stuck-1"}
+            server.url + "/2026-07/reports/stuck", headers={"X-Request-Id": "stuck-1"}
         ) as resp:
             assert resp.status == 200
             await resp.content.readexactly(CHUNK_BYTES)

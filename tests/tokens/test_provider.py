@@ -44,7 +44,7 @@ CRITEO_401_BODY = json.dumps(
                 "traceIdentifier": "4f1c0ffee",
                 "type": "authorization",
                 "code": "authorization-token-invalid",
-                "instance": "/2025-10/always-401",
+                "instance": "/2026-07/always-401",
                 "title": "The authorization token is invalid",
                 "detail": "The authorization token is invalid",
             }
@@ -224,10 +224,10 @@ async def test_second_401_goes_back_to_the_client_as_criteo_sent_it(
         calls += 1
         return criteo_401()
 
-    criteo.handlers["/2025-10/always-401"] = always_401
+    criteo.handlers["/2026-07/always-401"] = always_401
     proxy = await start_proxy(clock=clock)
 
-    resp = await proxy.get("/2025-10/always-401")
+    resp = await proxy.get("/2026-07/always-401")
 
     assert resp.status == 401
     assert await resp.read() == CRITEO_401_BODY
@@ -251,13 +251,13 @@ async def test_retry_replays_method_path_headers_and_body_bytes_exactly(
             return criteo_401()
         return web.json_response({"sha256": hashlib.sha256(body).hexdigest()})
 
-    criteo.handlers["/2025-10/retail-media/assets"] = flaky
+    criteo.handlers["/2026-07/retail-media/assets"] = flaky
     payload = bytes(range(256)) * 16 + b"\x00\r\n\r\n\xff"  # binary, with CRLFs and NULs
     proxy = await start_proxy(clock=clock)
     attempts.clear()
 
     resp = await proxy.post(
-        "/2025-10/retail-media/assets?a=1&a=2&b=",
+        "/2026-07/retail-media/assets?a=1&a=2&b=",
         data=payload,
         headers={
             "Content-Type": "application/octet-stream",
@@ -272,7 +272,7 @@ async def test_retry_replays_method_path_headers_and_body_bytes_exactly(
     assert (first.status, second.status) == (401, 200)
     assert first.body == second.body == payload
     assert first.method == second.method == "POST"
-    assert first.raw_path == second.raw_path == "/2025-10/retail-media/assets?a=1&a=2&b="
+    assert first.raw_path == second.raw_path == "/2026-07/retail-media/assets?a=1&a=2&b="
     assert first.headers["Authorization"] != second.headers["Authorization"]
     assert "client-own" not in first.headers["Authorization"]
 
@@ -296,12 +296,12 @@ async def test_401_on_a_body_over_retry_body_limit_is_returned_without_retry_and
         await request.read()
         return criteo_401()
 
-    criteo.handlers["/2025-10/upload"] = always_401
+    criteo.handlers["/2026-07/upload"] = always_401
     payload = bytes(range(250)) * 20  # 5000 bytes > body_limit 1000
     proxy = await start_proxy(retry={"body_limit": 1000}, clock=clock)
     attempts.clear()
 
-    resp = await proxy.post("/2025-10/upload", data=payload)
+    resp = await proxy.post("/2026-07/upload", data=payload)
 
     assert resp.status == 401
     assert await resp.read() == CRITEO_401_BODY

@@ -32,7 +32,7 @@ from tests.conftest import (
 )
 from tests.tokens.conftest import AUTHORIZE_AGAIN, REDIRECT_URI, stored_token
 
-API_PATH = "/2025-10/advertisers/me"
+API_PATH = "/2026-07/advertisers/me"
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 
 from proxy.fakes.criteo import FakeCriteo
 
-ME = "/2025-10/advertisers/me"
+ME = "/2026-07/advertisers/me"
 ERROR_HEADER = "X-Criteo-Proxy-Error"
 
 
