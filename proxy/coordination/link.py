@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as redis_asyncio
@@ -167,24 +167,19 @@ class Link:
 
 
 def _connect(url: str, *, timeout_seconds: float, ca_file: str | None) -> Client:
-    retry = Retry(NoBackoff(), 0)  # a failed call is ours to handle: no silent replay
-    if url.startswith("rediss://"):
-        # Certificates and host names always verified; ca_file adds to the system's CAs.
-        return redis_asyncio.Redis.from_url(
-            url,
-            retry=retry,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            health_check_interval=0,
-            ssl_ca_certs=ca_file,
-            ssl_check_hostname=True,
-        )
+    # Over TLS, certificates and host names always verified; ca_file adds to the system's CAs.
+    tls: dict[str, Any] = (
+        {"ssl_ca_certs": ca_file, "ssl_check_hostname": True}
+        if url.startswith("rediss://")
+        else {}
+    )
     return redis_asyncio.Redis.from_url(
         url,
-        retry=retry,
+        retry=Retry(NoBackoff(), 0),  # a failed call is ours to handle: no silent replay
         socket_timeout=timeout_seconds,
         socket_connect_timeout=timeout_seconds,
         health_check_interval=0,
+        **tls,
     )
 
 
