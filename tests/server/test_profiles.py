@@ -44,12 +44,6 @@ API = "/2026-07/advertisers/me"
 PROFILE_LINE = re.compile(r"profile (\S+): serving on (http://\S+)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def criteo(clock: ManualClock) -> FakeCriteo:
     return three_app_criteo(clock)
