@@ -6,13 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from proxy.fakes.criteo import FakeCriteo
 from tests.browser.conftest import (
-    CHROMIUM,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     StartCliServer,
     Tab,
     async_api,
@@ -20,10 +15,6 @@ from tests.browser.conftest import (
 )
 from tests.conftest import demo_env
 from tests.redis_server import RedisServer
-
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 
 async def test_the_console_shows_the_fleet_and_that_a_member_acts_alone(
