@@ -3,7 +3,6 @@ Redis is (never its password), how many members it hears."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from proxy.fakes.criteo import FakeCriteo
@@ -14,6 +13,7 @@ from tests.browser.conftest import (
     open_console,
 )
 from tests.conftest import demo_env
+from tests.coordination.conftest import write_fleet_config
 from tests.redis_server import RedisServer
 
 
@@ -29,16 +29,7 @@ async def test_the_console_shows_the_fleet_and_that_a_member_acts_alone(
     page, expect = tab.page, async_api.expect
     own_redis.password = "redis-pw-5512"
     own_redis.start()
-    config = tmp_path / "fleet.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "upstream": {"url": criteo_url},
-                "listen": {"port": 0},
-                "coordination": {"redis_url": own_redis.url, "key_prefix": key_prefix},
-            }
-        )
-    )
+    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, own_redis.url, key_prefix)
     proxy = await start_cli_server("--config", str(config), env=demo_env())
     await open_console(tab, proxy)
     fleet = page.locator("article.profile dl.coordination")
