@@ -271,6 +271,18 @@ def serving_url(line: str) -> str | None:
     return None
 
 
+async def wait_for_line(
+    lines: list[str], predicate: Callable[[str], bool], timeout: float = 10
+) -> str:
+    """Wait for output (logs leave through a queue thread): poll the lines read so far."""
+    async with asyncio.timeout(timeout):
+        while True:
+            for line in lines:
+                if predicate(line):
+                    return line
+            await asyncio.sleep(0.02)
+
+
 @dataclass
 class CliServer:
     process: asyncio.subprocess.Process

@@ -22,15 +22,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis_asyncio
 
+from tests.ports import free_port
+
 REDIS_SERVER = shutil.which("redis-server")
 REQUIRED = os.environ.get("REDIS_TESTS") == "required"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -25,13 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+# Run as a script: the repository on the path, for tests.ports (standard library only).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.ports import free_port
+
 PATH = "/2026-07/advertisers/me"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_listening(port: int, timeout: float = 15) -> None:

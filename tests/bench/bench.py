@@ -53,6 +53,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+# Run as a script: the repository on the path, for tests.ports (standard library only).
+sys.path.insert(0, str(REPO))
+
+from tests.ports import free_port  # noqa: E402 - after the path it is found on
+
 PATH = "/2026-07/advertisers/me"
 SMALL_JSON = (
     '{"data":[{"id":"12345","type":"Advertiser","attributes":'
@@ -157,12 +162,6 @@ asyncio.run(main())
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], name: str) -> None:

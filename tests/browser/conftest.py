@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from yarl import URL
 
-from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from tests.conftest import CliServer, StartCliServer, clean_env
+from tests.conftest import CliServer, StartCliServer, clean_env, demo_env
 
 if TYPE_CHECKING:
     from playwright.async_api import (
@@ -43,9 +42,9 @@ if TYPE_CHECKING:
     )
 
 # Skipped where there is no browser; CI sets CONSOLE_BROWSER_TESTS=required (.ci/run),
-# and there a missing Playwright or Chromium fails instead. A conftest cannot skip
-# (pytest would stop on it), so without Playwright async_api is None here and each
-# test module skips itself.
+# and there a missing Playwright or Chromium fails instead. A conftest cannot skip at
+# import (pytest would stop on it), so without Playwright async_api is None here and
+# the autouse fixture ``needs_a_browser`` skips each test of this folder.
 REQUIRED = os.environ.get("CONSOLE_BROWSER_TESTS") == "required"
 NO_PLAYWRIGHT = "Playwright for Python is not installed (the dev extra)"
 try:
@@ -77,10 +76,6 @@ ROWS = "#request-rows tr"
 # How long a test waits for the page to show what a request did: the page polls once
 # a second, so 2 s is one poll interval plus ample slack.
 LIVE_MS = 2000
-
-
-def demo_env() -> dict[str, str]:
-    return clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
 
 
 @dataclass
@@ -124,6 +119,15 @@ class Tab:
         return [r for r in self.responses if URL(r.url).path == path]
 
 
+@pytest.fixture(autouse=True)
+def needs_a_browser() -> None:
+    """Every test here drives Chromium: skipped without Playwright or without Chromium."""
+    if async_api is None:
+        pytest.skip(NO_PLAYWRIGHT)
+    if CHROMIUM is None:
+        pytest.skip(NO_CHROMIUM)
+
+
 @pytest.fixture
 async def playwright() -> AsyncIterator[Playwright]:
     async with async_api.async_playwright() as driver:
@@ -150,9 +154,16 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     await context.close()
 
 
+async def new_tab(context: BrowserContext, init_script: str | None = None) -> Tab:
+    """A watched page of CONTEXT; INIT_SCRIPT, if given, runs in it before the page's own."""
+    if init_script is not None:
+        await context.add_init_script(init_script)
+    return Tab(await context.new_page()).watch()
+
+
 @pytest.fixture
 async def tab(context: BrowserContext) -> Tab:
-    return Tab(await context.new_page()).watch()
+    return await new_tab(context)
 
 
 @pytest.fixture

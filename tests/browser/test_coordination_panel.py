@@ -3,27 +3,18 @@ Redis is (never its password), how many members it hears."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import pytest
 
 from proxy.fakes.criteo import FakeCriteo
 from tests.browser.conftest import (
-    CHROMIUM,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     StartCliServer,
     Tab,
     async_api,
     open_console,
 )
 from tests.conftest import demo_env
+from tests.coordination.conftest import write_fleet_config
 from tests.redis_server import RedisServer
-
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 
 async def test_the_console_shows_the_fleet_and_that_a_member_acts_alone(
@@ -38,16 +29,7 @@ async def test_the_console_shows_the_fleet_and_that_a_member_acts_alone(
     page, expect = tab.page, async_api.expect
     own_redis.password = "redis-pw-5512"
     own_redis.start()
-    config = tmp_path / "fleet.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "upstream": {"url": criteo_url},
-                "listen": {"port": 0},
-                "coordination": {"redis_url": own_redis.url, "key_prefix": key_prefix},
-            }
-        )
-    )
+    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, own_redis.url, key_prefix)
     proxy = await start_cli_server("--config", str(config), env=demo_env())
     await open_console(tab, proxy)
     fleet = page.locator("article.profile dl.coordination")

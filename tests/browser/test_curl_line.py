@@ -22,23 +22,14 @@ import pytest
 from yarl import URL
 
 from tests.browser.conftest import (
-    CHROMIUM,
     LIVE_MS,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     ROWS,
     StartCliServer,
     Tab,
     async_api,
-    demo_env,
     open_console,
 )
-from tests.conftest import CliServer, clean_env, raw_request
-
-# Without Playwright (and not required), the conftest leaves async_api None: skip here.
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+from tests.conftest import CliServer, clean_env, demo_env, raw_request
 
 
 class RecordingUpstream:

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import aiohttp
-import pytest
 from aiohttp import web
 from yarl import URL
 
 from proxy.console.routes import MAX_ANSWER_BYTES
 from proxy.fakes.criteo import FakeCriteo
 from tests.browser.conftest import (
-    CHROMIUM,
     LIVE_MS,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     ROWS,
     Tab,
     async_api,
     open_console,
 )
 from tests.conftest import CliServer
-
-# Without Playwright (and not required), the conftest leaves async_api None: skip here.
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 SENT = 200  # the history's default length
 

@@ -13,28 +13,20 @@ from yarl import URL
 from proxy.fakes.criteo import FakeCriteo
 from tests.browser.conftest import (
     API_PATH,
-    CHROMIUM,
     LIVE_MS,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     ROWS,
     StartCliServer,
     Tab,
     async_api,
-    demo_env,
+    new_tab,
     open_console,
     row_with_path,
     run_curl,
 )
-from tests.conftest import CliServer
+from tests.conftest import CliServer, demo_env
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Route
-
-# Without Playwright (and not required), the conftest leaves async_api None: skip here.
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 
 # --- 1. live ----------------------------------------------------------------------------
@@ -100,8 +92,7 @@ POLLED_REQUESTS_SINCE = (
 
 @pytest.fixture
 async def counted_tab(context: BrowserContext) -> Tab:
-    await context.add_init_script(COUNT_POLLS)
-    return Tab(await context.new_page()).watch()
+    return await new_tab(context, COUNT_POLLS)
 
 
 async def test_polling_stops_while_the_tab_is_hidden_and_resumes_when_it_is_shown(

@@ -6,16 +6,12 @@ import json
 import shlex
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from proxy.fakes.criteo import FakeCriteo
 from tests.browser.conftest import (
     API_PATH,
-    CHROMIUM,
     LIVE_MS,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     ROWS,
     Tab,
     async_api,
@@ -24,12 +20,6 @@ from tests.browser.conftest import (
     run_curl,
 )
 from tests.conftest import CliServer
-
-# Without Playwright (and not required), the conftest leaves async_api None: skip here.
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
-
 
 # --- 7. filters, search, the detail -----------------------------------------------------
 

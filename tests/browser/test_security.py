@@ -16,28 +16,21 @@ from yarl import URL
 from proxy.fakes.criteo import FakeCriteo
 from tests.browser.conftest import (
     API_PATH,
-    CHROMIUM,
     LIVE_MS,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     ROWS,
     StartCliServer,
     Tab,
     async_api,
-    demo_env,
     launch,
+    new_tab,
     open_console,
     row_with_path,
 )
-from tests.conftest import CliServer, raw_request
+from tests.conftest import CliServer, demo_env, raw_request
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Playwright
 
-# Without Playwright (and not required), the conftest leaves async_api None: skip here.
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 AiohttpServer = Callable[..., Awaitable[TestServer]]
 
@@ -148,8 +141,7 @@ document.addEventListener("securitypolicyviolation", (event) => {
 async def test_page_loads_only_from_the_proxy_with_security_headers_and_no_console_errors(
     context: BrowserContext, proxy: CliServer, http: aiohttp.ClientSession
 ) -> None:
-    await context.add_init_script(RECORD_CSP_VIOLATIONS)
-    tab = Tab(await context.new_page()).watch()
+    tab = await new_tab(context, RECORD_CSP_VIOLATIONS)
     page, expect = tab.page, async_api.expect
     for path in (API_PATH, "/2026-07/campaigns/123456"):  # a 200 and a Criteo 404 to render
         async with http.get(proxy.url + path) as resp:

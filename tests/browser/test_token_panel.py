@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import aiohttp
-import pytest
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
 from tests.browser.conftest import (
     API_PATH,
-    CHROMIUM,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     StartCliServer,
     Tab,
     async_api,
     open_console,
 )
 from tests.conftest import clean_env
-
-# Without Playwright (and not required), the conftest leaves async_api None: skip here.
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 
 async def test_the_helpful_first_error_stays_in_sight_when_another_follows(

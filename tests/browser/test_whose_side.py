@@ -7,20 +7,17 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import aiohttp
-import pytest
 from aiohttp import web
 from yarl import URL
 
 from proxy.fakes.criteo import FakeCriteo
 from tests.browser.conftest import (
     API_PATH,
-    CHROMIUM,
     LIVE_MS,
-    NO_CHROMIUM,
-    NO_PLAYWRIGHT,
     ROWS,
     Tab,
     async_api,
+    new_tab,
     open_console,
     row_with_path,
 )
@@ -29,10 +26,6 @@ from tests.conftest import CliServer
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Route
 
-# Without Playwright (and not required), the conftest leaves async_api None: skip here.
-if async_api is None:
-    pytest.skip(NO_PLAYWRIGHT, allow_module_level=True)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 REPORT_PATH = "/2026-07/statistics/report"
 LONG_PATH = "/2026-07/advertisers/12345/campaigns?fields=" + ",".join(
@@ -85,7 +78,7 @@ async def test_the_request_table_fits_a_1280_px_screen(
     browser: Browser, proxy: CliServer, criteo: FakeCriteo, http: aiohttp.ClientSession
 ) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    tab = Tab(await context.new_page()).watch()
+    tab = await new_tab(context)
     criteo.handlers[REPORT_PATH] = criteo_refuses_the_report
     async with http.post(proxy.url + REPORT_PATH, json={}) as resp:
         assert resp.status == 400
@@ -126,8 +119,7 @@ document.addEventListener("DOMContentLoaded", () => {
 async def test_no_requests_yet_never_flashes_before_the_first_poll_answers(
     context: BrowserContext, proxy: CliServer, http: aiohttp.ClientSession
 ) -> None:
-    await context.add_init_script(WATCH_NO_REQUESTS)
-    tab = Tab(await context.new_page()).watch()
+    tab = await new_tab(context, WATCH_NO_REQUESTS)
     page, expect = tab.page, async_api.expect
     async with http.get(proxy.url + API_PATH) as resp:
         assert resp.status == 200

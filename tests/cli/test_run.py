@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +14,7 @@ from proxy.fakes.criteo import FakeCriteo
 from tests import conftest
 from tests.cli.conftest import API_PATH, DEMO_ADVERTISER
 from tests.conftest import StartCliServer, demo_env
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
+from tests.ports import free_port
 
 # --- run: the forms of the command line ------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,67 +9,15 @@ import pytest
 
 from proxy.config.loader import parse_config
 from proxy.config.schema import ConfigError
-from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
-from tests.conftest import assert_absent, assert_one_line_error, clean_env, run_cli
-
-RETAIL_ID, RETAIL_SECRET = "retail-app", "retail-s3cret-41"
-ADS_ID, ADS_SECRET = "ads-app", "ads-s3cret-77"
-REDIRECT_URI = "https://app.example/cb"
+from proxy.fakes.criteo import DEMO_CLIENT_SECRET, FakeCriteo
+from tests.conftest import ManualClock, assert_absent, assert_one_line_error, run_cli
+from tests.profile_apps import RETAIL_SECRET, ads, env, retail, three_app_criteo, write_config
 
 
 # The error tests run against criteo_url, so they keep the fake the serving tests use.
 @pytest.fixture
-def criteo(clock: Any) -> FakeCriteo:
-    """The fake knows three apps."""
-    return FakeCriteo(
-        clock=clock,
-        clients={
-            DEMO_CLIENT_ID: DEMO_CLIENT_SECRET,
-            RETAIL_ID: RETAIL_SECRET,
-            ADS_ID: ADS_SECRET,
-        },
-    )
-
-
-def env(**extra: str) -> dict[str, str]:
-    values = {
-        "CRITEO_CLIENT_ID": DEMO_CLIENT_ID,
-        "CRITEO_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "RETAIL_CLIENT_ID": RETAIL_ID,
-        "RETAIL_CLIENT_SECRET": RETAIL_SECRET,
-    }
-    return clean_env(**{**values, **extra})
-
-
-def write_config(path: Path, criteo_url: str, profiles: dict[str, Any], **top: Any) -> Path:
-    """A config file (JSON is YAML) aimed at the fake, with PROFILES."""
-    document = {"upstream": {"url": criteo_url}, **top, "profiles": profiles}
-    path.write_text(json.dumps(document), encoding="utf-8")
-    return path
-
-
-def retail(port: int = 0, **extra: Any) -> dict[str, Any]:
-    return {
-        "listen": {"port": port},
-        "credentials": {
-            "client_id": "${RETAIL_CLIENT_ID}",
-            "client_secret": "${RETAIL_CLIENT_SECRET}",
-        },
-        **extra,
-    }
-
-
-def ads(store: Path, port: int = 0) -> dict[str, Any]:
-    return {
-        "listen": {"port": port},
-        "credentials": {
-            "grant_type": "authorization_code",
-            "client_id": ADS_ID,
-            "client_secret": ADS_SECRET,
-            "redirect_uri": REDIRECT_URI,
-            "token_store": str(store),
-        },
-    }
+def criteo(clock: ManualClock) -> FakeCriteo:
+    return three_app_criteo(clock)
 
 
 PROFILE_ERRORS = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from typing import Any
 
 import aiohttp
@@ -15,14 +14,9 @@ from aiohttp.test_utils import TestClient
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests.conftest import StartProxy, assert_one_line_error, clean_env, run_cli
 from tests.console.conftest import status_of
+from tests.ports import free_port
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- /_proxy/status ---------------------------------------------------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio as redis_asyncio
 
 from tests.conftest import CliServer, StartCliServer, demo_env
@@ -41,22 +43,44 @@ def write_fleet_config(
     return path
 
 
-async def start_fleet(
-    start_cli_server: StartCliServer,
-    config_file: Path,
-    count: int,
-    *,
-    env: dict[str, str] | None = None,
-) -> list[CliServer]:
-    """COUNT proxies from the installed CLI, one config, each on a port of its own."""
-    return list(
-        await asyncio.gather(
-            *(
-                start_cli_server("--config", str(config_file), env=env or demo_env())
-                for _ in range(count)
-            )
-        )
-    )
+def code_app_credentials(token_store: Path) -> dict[str, str]:
+    """The credentials section of an authorization-code app keeping its store at TOKEN_STORE."""
+    return {
+        "grant_type": "authorization_code",
+        "redirect_uri": "https://app.example/cb",
+        "token_store": str(token_store),
+    }
+
+
+@dataclass
+class Fleet:
+    """A test's fleet: members' config files in the test's directory, aimed at the fake
+    and under the test's key prefix, and the members started from the installed CLI."""
+
+    directory: Path
+    criteo_url: str
+    key_prefix: str
+    start_cli_server: StartCliServer
+
+    def config(self, redis_url: str, name: str = "fleet", **sections: Any) -> Path:
+        """NAME.yaml for members on REDIS_URL; SECTIONS as in write_fleet_config."""
+        path = self.directory / f"{name}.yaml"
+        return write_fleet_config(path, self.criteo_url, redis_url, self.key_prefix, **sections)
+
+    async def start(self, config: Path) -> CliServer:
+        """One member on CONFIG, with the fake's demo credentials."""
+        return await self.start_cli_server("--config", str(config), env=demo_env())
+
+    async def start_together(self, config: Path, count: int) -> list[CliServer]:
+        """COUNT members on CONFIG, started at once, each on a port of its own."""
+        return list(await asyncio.gather(*(self.start(config) for _ in range(count))))
+
+
+@pytest.fixture
+def fleet(
+    tmp_path: Path, criteo_url: str, key_prefix: str, start_cli_server: StartCliServer
+) -> Fleet:
+    return Fleet(tmp_path, criteo_url, key_prefix, start_cli_server)
 
 
 async def redis_contents(client: redis_asyncio.Redis, prefix: str) -> dict[str, object]:

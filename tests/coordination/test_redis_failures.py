@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
 from proxy.tokens.store import TokenStore
-from tests.conftest import CliServer, StartCliServer, demo_env
-from tests.coordination.conftest import get_status, write_fleet_config
+from tests.conftest import CliServer
+from tests.coordination.conftest import Fleet, code_app_credentials, get_status
 from tests.redis_server import RedisServer
 
 
@@ -44,17 +44,11 @@ async def _wait_for_line(member: CliServer, fragment: str, count: int = 1) -> No
 
 
 async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    own_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, own_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
     own_redis.start()
-    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, own_redis.url, key_prefix)
-    members = [await start_cli_server("--config", str(config), env=demo_env()) for _ in range(2)]
+    config = fleet.config(own_redis.url)
+    members = [await fleet.start(config) for _ in range(2)]  # one after the other
     statuses: list[int] = []
     stop_traffic = asyncio.Event()
 
@@ -92,12 +86,11 @@ async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
 
 
 async def test_a_member_that_rotated_alone_gives_redis_its_newer_generation_on_rejoin(
+    fleet: Fleet,
     tmp_path: Path,
     criteo: FakeCriteo,
-    criteo_url: str,
     own_redis: RedisServer,
     key_prefix: str,
-    start_cli_server: StartCliServer,
     http: aiohttp.ClientSession,
 ) -> None:
     criteo.expires_in = 2  # a member alone refreshes once its token has expired
@@ -105,18 +98,8 @@ async def test_a_member_that_rotated_alone_gives_redis_its_newer_generation_on_r
     store = TokenStore(str(tmp_path / "store" / "tokens.json"))
     store.save(DEMO_CLIENT_ID, "rt-seed", generation=1)
     own_redis.start()
-    config = write_fleet_config(
-        tmp_path / "fleet.yaml",
-        criteo_url,
-        own_redis.url,
-        key_prefix,
-        credentials={
-            "grant_type": "authorization_code",
-            "redirect_uri": "https://app.example/cb",
-            "token_store": str(store.path),
-        },
-    )
-    member = await start_cli_server("--config", str(config), env=demo_env())
+    config = fleet.config(own_redis.url, credentials=code_app_credentials(store.path))
+    member = await fleet.start(config)
     assert await get_status(http, member.url) == 200
     own_redis.stop()  # an empty Redis comes back: only the member knows the token
     await _wait_for_line(member, "unreachable")
@@ -138,19 +121,12 @@ async def test_a_member_that_rotated_alone_gives_redis_its_newer_generation_on_r
 
 
 async def test_refused_credentials_fail_no_request_and_never_show_the_password(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    own_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, own_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
     own_redis.password = "the-real-redis-password"
     own_redis.start()
     wrong = f"redis://:not-the-password-7731@127.0.0.1:{own_redis.port}/0"
-    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, wrong, key_prefix)
-    member = await start_cli_server("--config", str(config), env=demo_env())
+    member = await fleet.start(fleet.config(wrong))
     assert await get_status(http, member.url) == 200
     coordination = await _coordination(http, member.url)
     assert coordination["state"] == "down"
@@ -167,23 +143,10 @@ async def test_refused_credentials_fail_no_request_and_never_show_the_password(
 
 
 async def test_a_redis_slower_than_the_timeout_fails_no_request(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    own_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, criteo: FakeCriteo, own_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
     own_redis.start()
-    config = write_fleet_config(
-        tmp_path / "fleet.yaml",
-        criteo_url,
-        own_redis.url,
-        key_prefix,
-        coordination={"redis_url": own_redis.url, "key_prefix": key_prefix, "timeout": 0.2},
-    )
-    member = await start_cli_server("--config", str(config), env=demo_env())
+    member = await fleet.start(fleet.config(own_redis.url, coordination={"timeout": 0.2}))
     assert await get_status(http, member.url) == 200
     client = own_redis.client()
     try:

@@ -5,26 +5,19 @@ CLI, a real redis-server and the fake Criteo."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import aiohttp
 import redis.asyncio as redis_asyncio
 
 from proxy.fakes.criteo import FakeCriteo
-from tests.conftest import StartCliServer
-from tests.coordination.conftest import start_fleet, write_fleet_config
+from tests.coordination.conftest import Fleet, get_status
 from tests.redis_server import RedisServer
-
-API = "/2026-07/advertisers/me"
 
 
 async def _get_all(http: aiohttp.ClientSession, urls: list[str], times: int) -> list[int]:
-    async def one(url: str) -> int:
-        async with http.get(url + API) as answer:
-            await answer.read()
-            return answer.status
-
-    return list(await asyncio.gather(*(one(url) for url in urls for _ in range(times))))
+    return list(
+        await asyncio.gather(*(get_status(http, url) for url in urls for _ in range(times)))
+    )
 
 
 def _token_requests(criteo: FakeCriteo) -> int:
@@ -32,36 +25,22 @@ def _token_requests(criteo: FakeCriteo) -> int:
 
 
 async def test_a_cold_fleet_makes_one_token_request(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    shared_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, criteo: FakeCriteo, shared_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
-    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
-    fleet = await start_fleet(start_cli_server, config, 3)
-    statuses = await _get_all(http, [member.url for member in fleet], 10)
-    assert statuses == [200] * 30, fleet[0].stderr
+    members = await fleet.start_together(fleet.config(shared_redis.url), 3)
+    statuses = await _get_all(http, [member.url for member in members], 10)
+    assert statuses == [200] * 30, members[0].stderr
     assert _token_requests(criteo) == 1
     tokens = {r.token for r in criteo.requests}
     assert len(tokens) == 1  # every member used the one token
-    for member in fleet:
+    for member in members:
         assert await member.stop() == 0
 
 
 async def test_a_warm_member_asks_redis_nothing_for_its_token(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    shared_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, shared_redis: RedisServer, key_prefix: str, http: aiohttp.ClientSession
 ) -> None:
-    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
-    (member,) = await start_fleet(start_cli_server, config, 1)
+    member = await fleet.start(fleet.config(shared_redis.url))
     assert await _get_all(http, [member.url], 1) == [200]  # warm
     seen: list[str] = []
     monitor_client = redis_asyncio.Redis.from_url(shared_redis.url)
@@ -88,16 +67,9 @@ async def test_a_warm_member_asks_redis_nothing_for_its_token(
 
 
 async def test_a_401_drops_the_fleets_token_once_and_the_others_take_the_new_one(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    shared_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, criteo: FakeCriteo, shared_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
-    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
-    first, second = await start_fleet(start_cli_server, config, 2)
+    first, second = await fleet.start_together(fleet.config(shared_redis.url), 2)
     assert await _get_all(http, [first.url, second.url], 1) == [200, 200]
     assert _token_requests(criteo) == 1
     criteo.revoke_tokens()  # the shared token now meets a 401 everywhere

@@ -16,26 +16,15 @@ from proxy.coordination.keys import AppKeys, app_id
 from proxy.coordination.sealing import Sealer
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
-from tests.conftest import CliServer, StartCliServer, demo_env, run_cli
-from tests.coordination.conftest import get_status, write_fleet_config
+from tests.conftest import CliServer, demo_env, run_cli
+from tests.coordination.conftest import Fleet, code_app_credentials, get_status
 from tests.redis_server import RedisServer
 
 
-def _member_config(
-    tmp_path: Path, name: str, criteo_url: str, redis_url: str, key_prefix: str, **extra: object
-) -> Path:
-    return write_fleet_config(
-        tmp_path / f"{name}.yaml",
-        criteo_url,
-        redis_url,
-        key_prefix,
-        credentials={
-            "grant_type": "authorization_code",
-            "redirect_uri": "https://app.example/cb",
-            "token_store": str(tmp_path / name / "tokens.json"),
-        },
-        **extra,  # type: ignore[arg-type]
-    )
+def _member_config(fleet: Fleet, name: str, redis_url: str) -> Path:
+    """NAME.yaml: a member of an authorization-code app, its store at NAME/tokens.json."""
+    credentials = code_app_credentials(fleet.directory / name / "tokens.json")
+    return fleet.config(redis_url, name, credentials=credentials)
 
 
 def _store(tmp_path: Path, name: str) -> TokenStore:
@@ -68,12 +57,12 @@ def _refreshes(criteo: FakeCriteo) -> list[str]:
 
 
 async def test_three_members_rotate_a_single_use_refresh_token_for_a_while(
+    fleet: Fleet,
     tmp_path: Path,
     criteo: FakeCriteo,
     criteo_url: str,
     shared_redis: RedisServer,
     key_prefix: str,
-    start_cli_server: StartCliServer,
     http: aiohttp.ClientSession,
 ) -> None:
     criteo.expires_in = 2  # the proxies renew each second, on their own clocks
@@ -81,8 +70,7 @@ async def test_three_members_rotate_a_single_use_refresh_token_for_a_while(
     _store(tmp_path, "a").save(DEMO_CLIENT_ID, "rt-seed")  # b and c start without a file
     members: list[CliServer] = []
     for name in ("a", "b", "c"):
-        config = _member_config(tmp_path, name, criteo_url, shared_redis.url, key_prefix)
-        members.append(await start_cli_server("--config", str(config), env=demo_env()))
+        members.append(await fleet.start(_member_config(fleet, name, shared_redis.url)))
     statuses: list[int] = []
     for _ in range(40):  # about 4 s of traffic spread over the members
         statuses += await asyncio.gather(*(get_status(http, m.url) for m in members))
@@ -104,36 +92,20 @@ async def test_three_members_rotate_a_single_use_refresh_token_for_a_while(
 
 
 async def test_a_missing_store_is_taken_from_redis_but_not_while_redis_is_away(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    own_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
+    fleet: Fleet, tmp_path: Path, criteo: FakeCriteo, own_redis: RedisServer
 ) -> None:
     own_redis.start()
     criteo.refresh_tokens["rt-seed"] = DEMO_CLIENT_ID
     _store(tmp_path, "a").save(DEMO_CLIENT_ID, "rt-seed", generation=4)
-    first = await start_cli_server(
-        "--config",
-        str(_member_config(tmp_path, "a", criteo_url, own_redis.url, key_prefix)),
-        env=demo_env(),
-    )
-    second = await start_cli_server(
-        "--config",
-        str(_member_config(tmp_path, "b", criteo_url, own_redis.url, key_prefix)),
-        env=demo_env(),
-    )
+    first = await fleet.start(_member_config(fleet, "a", own_redis.url))
+    second = await fleet.start(_member_config(fleet, "b", own_redis.url))
     stored = _store(tmp_path, "b").load()
     assert stored.generation >= 4
     for member in (first, second):
         assert await member.stop() == 0
     own_redis.stop()
     result = await run_cli(
-        "run",
-        "--config",
-        str(_member_config(tmp_path, "c", criteo_url, own_redis.url, key_prefix)),
-        env=demo_env(),
+        "run", "--config", str(_member_config(fleet, "c", own_redis.url)), env=demo_env()
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -145,12 +117,11 @@ async def test_a_missing_store_is_taken_from_redis_but_not_while_redis_is_away(
 
 
 async def test_a_member_killed_holding_the_lock_is_taken_over_after_its_lease(
-    tmp_path: Path,
+    fleet: Fleet,
     criteo: FakeCriteo,
     criteo_url: str,
     shared_redis: RedisServer,
     key_prefix: str,
-    start_cli_server: StartCliServer,
     http: aiohttp.ClientSession,
 ) -> None:
     arrived = asyncio.Event()
@@ -161,14 +132,11 @@ async def test_a_member_killed_holding_the_lock_is_taken_over_after_its_lease(
         await release.wait()
 
     criteo.token_gate = gate
-    config = write_fleet_config(
-        tmp_path / "fleet.yaml",
-        criteo_url,
+    config = fleet.config(
         shared_redis.url,
-        key_prefix,
         upstream={"connect_timeout": 0.5, "response_timeout": 1.5},  # a lease of 2 s
     )
-    holder = await start_cli_server("--config", str(config), env=demo_env())
+    holder = await fleet.start(config)
     await arrived.wait()  # its warm-up fetch holds the fleet's lock, at Criteo
     holder.process.send_signal(signal.SIGKILL)
     await holder.process.wait()
@@ -182,13 +150,14 @@ async def test_a_member_killed_holding_the_lock_is_taken_over_after_its_lease(
         await client.aclose()
     release.set()
     criteo.token_gate = None
-    survivor = await start_cli_server("--config", str(config), env=demo_env())
+    survivor = await fleet.start(config)
     assert await get_status(http, survivor.url) == 200  # after the dead holder's lease ran out
     assert await survivor.stop() == 0
 
 
 @pytest.mark.parametrize("state_arg", ["--print-url"])
 async def test_authorize_writes_both_one_generation_above_and_fails_while_redis_is_away(
+    fleet: Fleet,
     tmp_path: Path,
     criteo: FakeCriteo,
     criteo_url: str,
@@ -197,7 +166,7 @@ async def test_authorize_writes_both_one_generation_above_and_fails_while_redis_
     state_arg: str,
 ) -> None:
     own_redis.start()
-    config = _member_config(tmp_path, "a", criteo_url, own_redis.url, key_prefix)
+    config = _member_config(fleet, "a", own_redis.url)
     _store(tmp_path, "a").save(DEMO_CLIENT_ID, "rt-old", generation=2)
     code = criteo.consent(DEMO_CLIENT_ID, "https://app.example/cb")
     result = await run_cli("authorize", "--config", str(config), "--code", code, env=demo_env())

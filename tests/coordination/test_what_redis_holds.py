@@ -15,8 +15,7 @@ import redis.asyncio as redis_asyncio
 from proxy.coordination.sealing import Sealer, Unreadable
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
-from tests.conftest import StartCliServer, demo_env
-from tests.coordination.conftest import get_status, redis_contents, write_fleet_config
+from tests.coordination.conftest import Fleet, code_app_credentials, get_status, redis_contents
 from tests.redis_server import RedisServer
 
 
@@ -25,31 +24,20 @@ def _all_text(contents: dict[str, object]) -> str:
 
 
 async def test_no_token_or_secret_is_readable_in_redis_and_every_key_expires_but_one(
+    fleet: Fleet,
     tmp_path: Path,
     criteo: FakeCriteo,
-    criteo_url: str,
     shared_redis: RedisServer,
     redis_client: redis_asyncio.Redis,
     key_prefix: str,
-    start_cli_server: StartCliServer,
     http: aiohttp.ClientSession,
 ) -> None:
     criteo.refresh_tokens["rt-seed-4f1c"] = DEMO_CLIENT_ID
     store = TokenStore(str(tmp_path / "store" / "tokens.json"))
     store.save(DEMO_CLIENT_ID, "rt-seed-4f1c")
     criteo.rate_limit, criteo.rate_window_seconds = 50, 60
-    config = write_fleet_config(
-        tmp_path / "fleet.yaml",
-        criteo_url,
-        shared_redis.url,
-        key_prefix,
-        credentials={
-            "grant_type": "authorization_code",
-            "redirect_uri": "https://app.example/cb",
-            "token_store": str(store.path),
-        },
-    )
-    member = await start_cli_server("--config", str(config), env=demo_env())
+    config = fleet.config(shared_redis.url, credentials=code_app_credentials(store.path))
+    member = await fleet.start(config)
     for _ in range(3):
         assert await get_status(http, member.url) == 200
     contents = await redis_contents(redis_client, key_prefix)
@@ -72,35 +60,23 @@ async def test_no_token_or_secret_is_readable_in_redis_and_every_key_expires_but
 
 
 async def test_members_that_disagree_on_the_key_act_alone_and_overwrite_nothing(
-    tmp_path: Path,
+    fleet: Fleet,
     criteo: FakeCriteo,
-    criteo_url: str,
     shared_redis: RedisServer,
     redis_client: redis_asyncio.Redis,
     key_prefix: str,
-    start_cli_server: StartCliServer,
     http: aiohttp.ClientSession,
 ) -> None:
     key_a = base64.b64encode(os.urandom(32)).decode()
     key_b = base64.b64encode(os.urandom(32)).decode()
 
     def config(name: str, key: str) -> Path:
-        return write_fleet_config(
-            tmp_path / f"{name}.yaml",
-            criteo_url,
-            shared_redis.url,
-            key_prefix,
-            coordination={
-                "redis_url": shared_redis.url,
-                "key_prefix": key_prefix,
-                "encryption_key": key,
-            },
-        )
+        return fleet.config(shared_redis.url, name, coordination={"encryption_key": key})
 
-    first = await start_cli_server("--config", str(config("a", key_a)), env=demo_env())
+    first = await fleet.start(config("a", key_a))
     assert await get_status(http, first.url) == 200
     before = await redis_contents(redis_client, key_prefix)
-    other = await start_cli_server("--config", str(config("b", key_b)), env=demo_env())
+    other = await fleet.start(config("b", key_b))
     for _ in range(3):
         assert await get_status(http, other.url) == 200
     await other.wait_for_output(lambda: any("disagree" in line for line in other.stderr_lines))
@@ -119,42 +95,19 @@ async def test_members_that_disagree_on_the_key_act_alone_and_overwrite_nothing(
 
 
 async def test_the_previous_key_still_reads_so_that_the_key_can_rotate(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    shared_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, criteo: FakeCriteo, shared_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
     old = base64.b64encode(os.urandom(32)).decode()
     new = base64.b64encode(os.urandom(32)).decode()
-    old_config = write_fleet_config(
-        tmp_path / "old.yaml",
-        criteo_url,
-        shared_redis.url,
-        key_prefix,
-        coordination={
-            "redis_url": shared_redis.url,
-            "key_prefix": key_prefix,
-            "encryption_key": old,
-        },
-    )
-    first = await start_cli_server("--config", str(old_config), env=demo_env())
+    old_config = fleet.config(shared_redis.url, "old", coordination={"encryption_key": old})
+    first = await fleet.start(old_config)
     assert await get_status(http, first.url) == 200
-    new_config = write_fleet_config(
-        tmp_path / "new.yaml",
-        criteo_url,
+    new_config = fleet.config(
         shared_redis.url,
-        key_prefix,
-        coordination={
-            "redis_url": shared_redis.url,
-            "key_prefix": key_prefix,
-            "encryption_key": new,
-            "previous_encryption_key": old,
-        },
+        "new",
+        coordination={"encryption_key": new, "previous_encryption_key": old},
     )
-    second = await start_cli_server("--config", str(new_config), env=demo_env())
+    second = await fleet.start(new_config)
     assert await get_status(http, second.url) == 200
     assert len(criteo.token_requests) == 1  # the token sealed under the old key was read
     assert not any("disagree" in line for line in second.stderr_lines)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import aiohttp
 import redis.asyncio as redis_asyncio
@@ -15,8 +14,8 @@ from proxy.coordination.link import Link
 from proxy.coordination.members import HEARD_WITHIN_SECONDS, Members
 from proxy.coordination.windows import FleetWindows
 from proxy.fakes.criteo import FakeCriteo
-from tests.conftest import StartCliServer, demo_env, run_cli
-from tests.coordination.conftest import start_fleet, write_fleet_config
+from tests.conftest import demo_env, run_cli
+from tests.coordination.conftest import Fleet
 from tests.redis_server import RedisServer
 
 API = "/2026-07/advertisers/me"
@@ -29,45 +28,31 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, str | None]:
 
 
 async def test_three_members_bursting_on_one_window_meet_no_429_from_criteo(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    shared_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, criteo: FakeCriteo, shared_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
     criteo.rate_limit, criteo.rate_window_seconds = 6, 1
-    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
-    fleet = await start_fleet(start_cli_server, config, 3)
-    answers = await asyncio.gather(*(_get(http, m.url) for m in fleet for _ in range(8)))
+    members = await fleet.start_together(fleet.config(shared_redis.url), 3)
+    answers = await asyncio.gather(*(_get(http, m.url) for m in members for _ in range(8)))
     assert answers == [(200, None)] * 24
     assert criteo.throttled == 0  # Criteo never had to refuse a call
     used = sorted(criteo.rate_counts.values())
     assert sum(used) == 24
     assert max(used) <= 6
-    async with http.get(fleet[0].url + "/_proxy/status") as answer:
+    async with http.get(members[0].url + "/_proxy/status") as answer:
         (profile,) = (await answer.json())["profiles"]
     (api,) = [w for w in profile["rate_limits"] if w["bucket"] == "api"]
     assert api["limit"] == 6  # the fleet's window, as this member last saw it
-    for member in fleet:
+    for member in members:
         assert await member.stop() == 0
 
 
 async def test_status_counts_the_members_and_says_where_redis_is(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    shared_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, shared_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
-    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
-    fleet = await start_fleet(start_cli_server, config, 3)
+    members = await fleet.start_together(fleet.config(shared_redis.url), 3)
     # Each announced itself on joining; the last to join has heard the two others.
     counts = []
-    for member in fleet:
+    for member in members:
         async with http.get(member.url + "/_proxy/status") as answer:
             (profile,) = (await answer.json())["profiles"]
         coordination = profile["coordination"]
@@ -76,11 +61,11 @@ async def test_status_counts_the_members_and_says_where_redis_is(
         assert coordination["last_error"] is None
         counts.append(coordination["members"])
     assert max(counts) == 3
-    result = await run_cli("status", "--url", fleet[0].url, env=demo_env())
+    result = await run_cli("status", "--url", members[0].url, env=demo_env())
     assert result.returncode == 0, result.stderr
     assert "coordination" in result.stdout
     assert f"redis://127.0.0.1:{shared_redis.port}/0" in result.stdout
-    for member in fleet:
+    for member in members:
         assert await member.stop() == 0
 
 
@@ -103,16 +88,10 @@ async def test_members_not_heard_from_within_15_s_are_not_counted(
 
 
 async def test_check_and_token_act_as_members(
-    tmp_path: Path,
-    criteo: FakeCriteo,
-    criteo_url: str,
-    shared_redis: RedisServer,
-    key_prefix: str,
-    start_cli_server: StartCliServer,
-    http: aiohttp.ClientSession,
+    fleet: Fleet, criteo: FakeCriteo, shared_redis: RedisServer, http: aiohttp.ClientSession
 ) -> None:
-    config = write_fleet_config(tmp_path / "fleet.yaml", criteo_url, shared_redis.url, key_prefix)
-    (member,) = await start_fleet(start_cli_server, config, 1)
+    config = fleet.config(shared_redis.url)
+    member = await fleet.start(config)
     assert await _get(http, member.url) == (200, None)
     token = await run_cli("token", "--config", str(config), env=demo_env())
     check = await run_cli("check", "--config", str(config), env=demo_env())
@@ -124,12 +103,8 @@ async def test_check_and_token_act_as_members(
     assert await member.stop() == 0
 
 
-async def test_check_says_when_redis_does_not_answer(
-    tmp_path: Path, criteo: FakeCriteo, criteo_url: str, key_prefix: str
-) -> None:
-    config = write_fleet_config(
-        tmp_path / "fleet.yaml", criteo_url, "redis://127.0.0.1:9/0", key_prefix
-    )
+async def test_check_says_when_redis_does_not_answer(fleet: Fleet) -> None:
+    config = fleet.config("redis://127.0.0.1:9/0")
     check = await run_cli("check", "--config", str(config), env=demo_env())
     assert check.returncode == 0, check.stderr  # Redis is not needed for a token
     assert "coordination:   Redis redis://127.0.0.1:9/0:" in check.stdout

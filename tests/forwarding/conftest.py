@@ -155,17 +155,22 @@ class HostileUpstream:
     requests: int = 0
 
 
+async def read_request(reader: asyncio.StreamReader) -> None:
+    """Read one request off the socket: its head, and the body its Content-Length names."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            await reader.readexactly(int(value))
+
+
 @pytest.fixture
 async def hostile_upstream() -> AsyncIterator[HostileUpstream]:
     upstream = HostileUpstream()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    await reader.readexactly(int(value))
+            await read_request(reader)
             upstream.requests += 1
             writer.write(upstream.answer)
             await writer.drain()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,16 +24,7 @@ from tests.forwarding.conftest import (
     request_bytes,
     send,
 )
-
-# --- helpers --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from tests.ports import free_port
 
 # --- the token ------------------------------------------------------------------------
 

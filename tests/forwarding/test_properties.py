@@ -32,6 +32,7 @@ from proxy.config.loader import parse_config
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.server.app import build_app
 from proxy.server.listeners import ProxyRunner, build_server_options
+from tests.forwarding.conftest import read_request
 
 NORMAL_PATH = "/2026-07/advertisers/me"
 NORMAL_BODY = b'{"data":[],"errors":[],"warnings":[]}'
@@ -103,11 +104,7 @@ def stack() -> Iterator[Stack]:
 
         async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
-                head = await reader.readuntil(b"\r\n\r\n")
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        await reader.readexactly(int(value))
+                await read_request(reader)
                 holder[0].upstream_requests += 1
                 writer.write(holder[0].answer)
                 await writer.drain()

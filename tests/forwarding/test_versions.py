@@ -11,28 +11,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fakes.criteo import FakeCriteo
+from tests.observability.conftest import sample, scrape
 
 API_PATH = "/2026-07/advertisers/me"
 DEPRECATED_PATH = "/2026-01/advertisers/me"
 SUNSET_2026_01 = "Wed, 27 Jan 2027 00:00:00 GMT"  # the fake's default for 2026-01
-
-
-async def scrape(proxy: TestClient[Any, Any]) -> str:
-    resp = await proxy.get("/_proxy/metrics")
-    assert resp.status == 200
-    return await resp.text()
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of the sample NAME with exactly LABELS (0 when the series does not exist yet)."""
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and s.labels == labels:
-                return float(s.value)
-    return 0.0
 
 
 def deprecation_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -15,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.fakes.criteo import FakeCriteo
-from tests.conftest import StartCliServer, StartProxy, demo_env
+from tests.conftest import StartCliServer, StartProxy, demo_env, wait_for_line
 from tests.observability.conftest import (
     ACCESS_LOGGER,
     API_PATH,
@@ -36,18 +35,6 @@ ACCESS_FIELDS = {
     "retry_reason",
     "request_id",
 }
-
-
-async def wait_for_line(
-    lines: list[str], predicate: Callable[[str], bool], timeout: float = 10
-) -> str:
-    """Wait for output (logs leave through a queue thread): poll the lines read so far."""
-    async with asyncio.timeout(timeout):
-        while True:
-            for line in lines:
-                if predicate(line):
-                    return line
-            await asyncio.sleep(0.02)
 
 
 def parse_json_line(line: str) -> dict[str, Any] | None:

@@ -13,7 +13,6 @@ import socket
 import stat
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -22,78 +21,32 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests.conftest import (
     CliServer,
+    ManualClock,
     StartCliServer,
     assert_absent,
     assert_one_line_error,
     clean_env,
     run_cli,
 )
+from tests.profile_apps import (
+    ADS_ID,
+    REDIRECT_URI,
+    RETAIL_ID,
+    RETAIL_SECRET,
+    ads,
+    env,
+    retail,
+    three_app_criteo,
+    write_config,
+)
 
 API = "/2026-07/advertisers/me"
-RETAIL_ID, RETAIL_SECRET = "retail-app", "retail-s3cret-41"
-ADS_ID, ADS_SECRET = "ads-app", "ads-s3cret-77"
-REDIRECT_URI = "https://app.example/cb"
 PROFILE_LINE = re.compile(r"profile (\S+): serving on (http://\S+)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def criteo(clock: Any) -> FakeCriteo:
-    """The fake knows three apps."""
-    return FakeCriteo(
-        clock=clock,
-        clients={
-            DEMO_CLIENT_ID: DEMO_CLIENT_SECRET,
-            RETAIL_ID: RETAIL_SECRET,
-            ADS_ID: ADS_SECRET,
-        },
-    )
-
-
-def env(**extra: str) -> dict[str, str]:
-    values = {
-        "CRITEO_CLIENT_ID": DEMO_CLIENT_ID,
-        "CRITEO_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "RETAIL_CLIENT_ID": RETAIL_ID,
-        "RETAIL_CLIENT_SECRET": RETAIL_SECRET,
-    }
-    return clean_env(**{**values, **extra})
-
-
-def write_config(path: Path, criteo_url: str, profiles: dict[str, Any], **top: Any) -> Path:
-    """A config file (JSON is YAML) aimed at the fake, with PROFILES."""
-    document = {"upstream": {"url": criteo_url}, **top, "profiles": profiles}
-    path.write_text(json.dumps(document), encoding="utf-8")
-    return path
-
-
-def retail(port: int = 0, **extra: Any) -> dict[str, Any]:
-    return {
-        "listen": {"port": port},
-        "credentials": {
-            "client_id": "${RETAIL_CLIENT_ID}",
-            "client_secret": "${RETAIL_CLIENT_SECRET}",
-        },
-        **extra,
-    }
-
-
-def ads(store: Path, port: int = 0) -> dict[str, Any]:
-    return {
-        "listen": {"port": port},
-        "credentials": {
-            "grant_type": "authorization_code",
-            "client_id": ADS_ID,
-            "client_secret": ADS_SECRET,
-            "redirect_uri": REDIRECT_URI,
-            "token_store": str(store),
-        },
-    }
+def criteo(clock: ManualClock) -> FakeCriteo:
+    return three_app_criteo(clock)
 
 
 def profile_urls(server: CliServer) -> dict[str, str]:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -14,21 +13,9 @@ from aiohttp import web
 from yarl import URL
 
 from proxy.fakes.criteo import FakeCriteo
-from tests.conftest import CliServer, StartCliServer, demo_env
+from tests.conftest import CliServer, StartCliServer, demo_env, wait_for_line
 
 ACCESS_LOGGER = "criteo_proxy.access"
-
-
-async def wait_for_line(
-    lines: list[str], predicate: Callable[[str], bool], timeout: float = 10
-) -> str:
-    """Wait for output (logs leave through a queue thread): poll the lines read so far."""
-    async with asyncio.timeout(timeout):
-        while True:
-            for line in lines:
-                if predicate(line):
-                    return line
-            await asyncio.sleep(0.02)
 
 
 CHUNK_BYTES = 4096

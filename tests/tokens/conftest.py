@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,10 +31,9 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store" / "tokens.json"
 
 
-@pytest.fixture
-def config_file(tmp_path: Path, criteo_url: str, store_path: Path) -> Path:
-    """A config file for an authorization-code app aimed at the fake (JSON is YAML)."""
-    path = tmp_path / "criteo-proxy.yaml"
+def write_code_app_config(path: Path, criteo_url: str, store_path: Path, **listen: Any) -> Path:
+    """A config file for an authorization-code app aimed at the fake (JSON is YAML), on
+    port 0; LISTEN adds to its listen section."""
     path.write_text(
         json.dumps(
             {
@@ -43,12 +43,18 @@ def config_file(tmp_path: Path, criteo_url: str, store_path: Path) -> Path:
                     "redirect_uri": REDIRECT_URI,
                     "token_store": str(store_path),
                 },
-                "listen": {"port": 0},
+                "listen": {"port": 0, **listen},
             }
         ),
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, criteo_url: str, store_path: Path) -> Path:
+    """A config file for an authorization-code app aimed at the fake (JSON is YAML)."""
+    return write_code_app_config(tmp_path / "criteo-proxy.yaml", criteo_url, store_path)
 
 
 async def run_to_exit(*args: str, env: dict[str, str], timeout: float = 20) -> CliResult:

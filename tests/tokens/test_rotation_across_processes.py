@@ -14,15 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
+from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
 from proxy.tokens.store import TokenStore
-from tests.conftest import StartCliServer, clean_env, run_cli
+from tests.conftest import StartCliServer, demo_env, run_cli
+from tests.tokens.conftest import write_code_app_config
 
 API_PATH = "/2026-07/advertisers/me"
-
-
-def _env() -> dict[str, str]:
-    return clean_env(CRITEO_CLIENT_ID=DEMO_CLIENT_ID, CRITEO_CLIENT_SECRET=DEMO_CLIENT_SECRET)
 
 
 def _live_refresh_tokens(criteo: FakeCriteo) -> list[str]:
@@ -59,20 +56,7 @@ def store_path(tmp_path: Path, criteo: FakeCriteo) -> Path:
 @pytest.fixture
 def config_file(tmp_path: Path, criteo_url: str, store_path: Path) -> Path:
     path = tmp_path / "criteo-proxy.yaml"
-    path.write_text(
-        json.dumps(
-            {
-                "upstream": {"url": criteo_url},
-                "credentials": {
-                    "grant_type": "authorization_code",
-                    "redirect_uri": "https://app.example/cb",
-                    "token_store": str(store_path),
-                },
-                "listen": {"port": 0, "shutdown_grace": 10},
-            }
-        )
-    )
-    return path
+    return write_code_app_config(path, criteo_url, store_path, shutdown_grace=10)
 
 
 def _stored(path: Path) -> str:
@@ -99,13 +83,13 @@ async def _blocked_on_lock(lock_path: Path) -> None:
 async def test_token_and_check_under_a_running_server_leave_it_a_valid_refresh_token(
     start_cli_server: StartCliServer, criteo: FakeCriteo, config_file: Path, store_path: Path
 ) -> None:
-    server = await start_cli_server("--config", str(config_file), env=_env())
+    server = await start_cli_server("--config", str(config_file), env=demo_env())
     assert (await _get(server.url))[0] == 200  # the server rotated once
     for command in ("token", "check"):
-        result = await run_cli(command, "--config", str(config_file), env=_env())
+        result = await run_cli(command, "--config", str(config_file), env=demo_env())
         assert result.returncode == 0, result.stderr
         if command == "token":  # a fresh token next time, not the cached one
-            cache = await run_cli("token", "--fresh", "--config", str(config_file), env=_env())
+            cache = await run_cli("token", "--fresh", "--config", str(config_file), env=demo_env())
             assert cache.returncode == 0, cache.stderr
     # Each command rotated the refresh token the server had read at start; the server's
     # next refresh must use the one in the store, not the spent one in its memory.
@@ -122,10 +106,10 @@ async def test_two_processes_never_send_one_refresh_token_twice(
 ) -> None:
     gate = Gate()
     criteo.token_gate = gate
-    server = await start_cli_server("--config", str(config_file), env=_env())
+    server = await start_cli_server("--config", str(config_file), env=demo_env())
     await gate.arrived.wait()  # the server's warm-up refresh holds the store's lock
     one_shot = asyncio.create_task(
-        run_cli("token", "--fresh", "--config", str(config_file), env=_env())
+        run_cli("token", "--fresh", "--config", str(config_file), env=demo_env())
     )
     await _blocked_on_lock(TokenStore(str(store_path)).lock_path)
     assert gate.waiting == 1  # the command waits for the lock: Criteo saw no second refresh
@@ -145,7 +129,7 @@ async def test_invalid_grant_makes_the_server_read_its_store_again_first(
 ) -> None:
     """The store was replaced without the lock (a restored copy, an older tool): the
     refusal of the token in memory is not the last word."""
-    server = await start_cli_server("--config", str(config_file), env=_env())
+    server = await start_cli_server("--config", str(config_file), env=demo_env())
     assert (await _get(server.url))[0] == 200
     gate = Gate()
     criteo.token_gate = gate
@@ -170,7 +154,7 @@ async def test_sigterm_during_a_refresh_lets_it_finish_and_store_the_rotated_tok
 ) -> None:
     gate = Gate()
     criteo.token_gate = gate
-    server = await start_cli_server("--config", str(config_file), env=_env())
+    server = await start_cli_server("--config", str(config_file), env=demo_env())
     await gate.arrived.wait()  # the warm-up refresh is at Criteo
     server.process.terminate()
     await server.wait_for_output(lambda: "waiting up to" in server.stderr)
@@ -191,7 +175,7 @@ async def test_a_refresh_that_outlasts_the_grace_is_logged_as_lost_with_the_fix(
     config_file.write_text(json.dumps(config))
     gate = Gate()
     criteo.token_gate = gate
-    server = await start_cli_server("--config", str(config_file), env=_env())
+    server = await start_cli_server("--config", str(config_file), env=demo_env())
     await gate.arrived.wait()
     try:
         assert await server.stop() == 0
