@@ -150,7 +150,7 @@ async def _fetch_token(
                 coordination.append(
                     f"Redis {status.redis} answers: shared with the fleet"
                     if status.state == "up"
-                    else f"Redis {status.redis}: {status.last_error}: acted alone"
+                    else f"Redis {status.redis}: acted alone; {status.last_error}"
                 )
             await member.aclose()
 

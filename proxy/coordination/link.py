@@ -163,15 +163,13 @@ class Link:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if self._password:
             text = text.replace(self._password, "***")
-        return " ".join(text.split())[:300]
+        return " ".join(text.split()).rstrip(".")[:300]
 
 
 def _connect(url: str, *, timeout_seconds: float, ca_file: str | None) -> Client:
     # Over TLS, certificates and host names always verified; ca_file adds to the system's CAs.
     tls: dict[str, Any] = (
-        {"ssl_ca_certs": ca_file, "ssl_check_hostname": True}
-        if url.startswith("rediss://")
-        else {}
+        {"ssl_ca_certs": ca_file, "ssl_check_hostname": True} if url.startswith("rediss://") else {}
     )
     return redis_asyncio.Redis.from_url(
         url,
