@@ -35,6 +35,7 @@ class RedisServer:
     directory: Path
     port: int = field(default_factory=free_port)
     password: str | None = None
+    extra_args: list[str] = field(default_factory=list)  # e.g. a TLS port, its files
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,6 +57,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
@@ -87,7 +89,7 @@ def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("redis-server did not start listening")
 
 
-def _require_redis_server() -> None:
+def require_redis_server() -> None:
     if REDIS_SERVER is None:
         message = "redis-server is missing: apt-get install redis-server"
         if REQUIRED:
@@ -98,7 +100,7 @@ def _require_redis_server() -> None:
 @pytest.fixture(scope="session")
 def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One redis-server for the session; tests keep apart by key prefix."""
-    _require_redis_server()
+    require_redis_server()
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
@@ -108,7 +110,7 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, to stop and start (not yet started)."""
-    _require_redis_server()
+    require_redis_server()
     directory = tmp_path / "redis"
     directory.mkdir()
     server = RedisServer(directory)
