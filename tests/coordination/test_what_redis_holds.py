@@ -51,11 +51,13 @@ async def test_no_token_or_secret_is_readable_in_redis_and_every_key_expires_but
     kinds = {key.rsplit(":", 1)[-1] for key in contents}
     assert {"access-token", "refresh-token", "members", "api"} <= kinds
     for key in contents:
-        ttl = await redis_client.ttl(key)
+        ttl = await redis_client.ttl(key)  # -1: kept for ever; -2: gone since the scan
         if key.endswith(":refresh-token"):
             assert ttl == -1  # losing it would mean a new consent
         else:
-            assert ttl > 0, key
+            # A window's sends in flight empty (and vanish) as the last answer is counted,
+            # which may come after the client has its body.
+            assert ttl > 0 or ttl == -2, key
     assert await member.stop() == 0
 
 
