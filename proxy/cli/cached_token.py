@@ -11,8 +11,7 @@ so a hit here is a hit there; anything else, or a miss, takes the full path.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from proxy.config.addresses import parse_plain_url
 from proxy.config.defaults import (
@@ -25,25 +24,54 @@ from proxy.config.defaults import (
 )
 from proxy.tokens.command_cache import TokenCache, default_cache_path
 
+TYPE_CHECKING = False  # not typing's: importing typing costs a cached token's start
+if TYPE_CHECKING:
+    import argparse
+
 # Flags the full path would check; with any of them it decides.
 _CHECKED_FLAGS = ("config", "host", "port")
+# The only flags of a plain ``token`` read before the grammar is loaded (their dests).
+_URL_FLAGS = {"--upstream": "upstream", "--token-url": "token_url"}
+
+
+def quick_cached_token(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """The cached token of ``token [--upstream URL] [--token-url URL]``, read before
+    argparse is even imported (it is a quarter of the start-up). Any other word (a
+    flag, an abbreviation, a second subcommand) leaves the answer to the full grammar."""
+    if not argv or argv[0] != "token":
+        return None
+    urls: dict[str, str] = {}
+    words = iter(argv[1:])
+    for word in words:
+        flag, equals, value = word.partition("=")
+        if flag not in _URL_FLAGS or _URL_FLAGS[flag] in urls:
+            return None
+        if not equals:
+            value = next(words, "")
+        urls[_URL_FLAGS[flag]] = value
+    return _cached_token(urls.get("upstream"), urls.get("token_url"), environ)
 
 
 def find_cached_token(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
-    if any(flag in args for flag in _CHECKED_FLAGS) or environ.get(CONFIG_ENV_VAR):
+    if any(flag in args for flag in _CHECKED_FLAGS) or args.profile not in (None, DEFAULT_PROFILE):
         return None
-    if args.profile not in (None, DEFAULT_PROFILE):
+    return _cached_token(getattr(args, "upstream", None), getattr(args, "token_url", None), environ)
+
+
+def _cached_token(
+    upstream: str | None, token_url: str | None, environ: Mapping[str, str]
+) -> str | None:
+    if environ.get(CONFIG_ENV_VAR):
         return None
     client_id = environ.get(CLIENT_ID_ENV_VAR)
     client_secret = environ.get(CLIENT_SECRET_ENV_VAR)
     if not client_id or not client_secret:
         return None
-    upstream: str = getattr(args, "upstream", DEFAULT_UPSTREAM_URL)
-    token_url: str | None = getattr(args, "token_url", None)
     for url in (upstream, token_url):
         plain = None if url is None else parse_plain_url(url)
         if url is not None and (plain is None or plain.query):
             return None  # the full path says what is wrong with it
+    upstream = upstream or DEFAULT_UPSTREAM_URL
     cache = TokenCache(
         default_cache_path(DEFAULT_PROFILE, environ),
         client_id=client_id,

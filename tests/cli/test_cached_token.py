@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from proxy.cli.arguments import FLAG_KEYS, build_parser
-from proxy.cli.cached_token import find_cached_token
+from proxy.cli.cached_token import find_cached_token, quick_cached_token
 from proxy.config.loader import load_config
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from proxy.tokens.command_cache import TokenCache, default_cache_path
@@ -63,12 +63,57 @@ def test_it_finds_the_entry_the_full_path_keeps(tmp_path: Path, argv: list[str])
     assert quick(argv, environ) == "the-cached-token"
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--upstream", UPSTREAM],
+        ["--upstream=" + UPSTREAM + "/"],
+        ["--token-url", UPSTREAM + "/oauth2/token"],
+        ["--token-url=https://auth.example/token", "--upstream", UPSTREAM],
+    ],
+)
+def test_before_the_grammar_a_plain_token_finds_the_same_entry(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    environ = environment(tmp_path)
+    keep_as_the_full_path_does(argv, environ, "the-cached-token")
+    assert quick_cached_token(["token", *argv], environ) == "the-cached-token"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["token", "--fresh"],
+        ["token", "--log-level", "debug"],
+        ["token", "--profile", "default"],
+        ["token", "--up", UPSTREAM],  # an abbreviation: argparse reads it
+        ["token", "--upstream"],  # argparse refuses it
+        ["token", "--upstream", UPSTREAM, "--upstream", UPSTREAM],
+        ["token", "-h"],
+        ["token", "extra"],
+        ["check"],
+        ["--upstream", UPSTREAM, "token"],
+        [],
+    ],
+)
+def test_before_the_grammar_any_other_word_is_left_to_the_grammar(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    environ = environment(tmp_path)
+    keep_as_the_full_path_does([], environ, "the-cached-token")
+    keep_as_the_full_path_does(["--upstream", UPSTREAM], environ, "the-cached-token")
+    assert quick_cached_token(argv, environ) is None
+
+
 def test_another_secret_or_client_is_another_app(tmp_path: Path) -> None:
     keep_as_the_full_path_does([], environment(tmp_path), "the-cached-token")
     other_secret = environment(tmp_path, CRITEO_CLIENT_SECRET="another-secret")
     assert quick([], other_secret) is None
+    assert quick_cached_token(["token"], other_secret) is None
     other_client = environment(tmp_path, CRITEO_CLIENT_ID="another-client")
     assert quick([], other_client) is None
+    assert quick_cached_token(["token"], other_client) is None
 
 
 @pytest.mark.parametrize(
@@ -100,6 +145,7 @@ def test_it_steps_aside_when_the_config_could_say_more(
             client_secret=DEMO_CLIENT_SECRET,
         ).save("the-cached-token", expires_in=900)
     assert quick(argv, environ) is None
+    assert quick_cached_token(["token", *argv], environ) is None
 
 
 def test_it_needs_both_credentials_in_the_environment(tmp_path: Path) -> None:
@@ -107,3 +153,4 @@ def test_it_needs_both_credentials_in_the_environment(tmp_path: Path) -> None:
     environ = environment(tmp_path)
     del environ["CRITEO_CLIENT_SECRET"]
     assert quick([], environ) is None
+    assert quick_cached_token(["token"], environ) is None

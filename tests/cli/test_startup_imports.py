@@ -73,6 +73,8 @@ async def test_a_cached_token_imports_no_aiohttp_asyncio_or_yaml(
     assert heavy_in(modules, SERVER_SIDE) == []
     # answered before the config is loaded (proxy/cli/cached_token.py)
     assert heavy_in(modules, ("dataclasses", "proxy.config.schema", "logging")) == []
+    # and before the grammar, with a fingerprint that needs no OpenSSL
+    assert heavy_in(modules, ("argparse", "hashlib", "_hashlib", "hmac")) == []
 
 
 async def test_help_imports_no_aiohttp_asyncio_or_yaml() -> None:
