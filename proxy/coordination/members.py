@@ -1,5 +1,7 @@
 """Who is there: each member announces itself every 5 s; ``members`` counts those heard
-from in the last 15 s (this one included), on Redis's clock."""
+from in the last 15 s (this one included), on Redis's clock. The count is read again
+every second, so that a member that joins or falls silent shows within a second, not
+at this member's next announcement."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from proxy.coordination.outcomes import Unavailable
 
 ANNOUNCE_EVERY_SECONDS: Final = 5.0
 HEARD_WITHIN_SECONDS: Final = 15.0
+RECOUNT_EVERY_SECONDS: Final = 1.0
 
 _ANNOUNCE: Final = """
 local now = redis.call('TIME')
@@ -23,6 +26,12 @@ redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 4))
 return redis.call('ZCARD', KEYS[1])
 """
 
+_COUNT: Final = """
+local now = redis.call('TIME')
+local seconds = tonumber(now[1]) + tonumber(now[2]) / 1e6
+return redis.call('ZCOUNT', KEYS[1], '(' .. (seconds - tonumber(ARGV[1])), '+inf')
+"""
+
 
 class Members:
     def __init__(self, link: Link, keys: AppKeys, *, member_id: str) -> None:
@@ -30,7 +39,8 @@ class Members:
         self._key = keys.members
         self._member_id = member_id
         self._announce = link.script(_ANNOUNCE)
-        self.count: int | None = None  # as of the last announcement that Redis answered
+        self._count = link.script(_COUNT)
+        self.count: int | None = None  # as of the last announcement or recount Redis answered
         self._task: asyncio.Task[None] | None = None
 
     async def announce(self) -> None:
@@ -44,14 +54,28 @@ class Members:
         except Unavailable:
             self.count = None
 
+    async def recount(self) -> None:
+        """Those heard from in the last 15 s, without announcing this one."""
+
+        async def count(client: Client) -> object:
+            return await self._count(keys=[self._key], args=[HEARD_WITHIN_SECONDS])
+
+        try:
+            self.count = int(str(await self._link.call("announce", count)))
+        except Unavailable:
+            self.count = None
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._announce_forever())
 
     async def _announce_forever(self) -> None:
+        ticks_per_announcement = round(ANNOUNCE_EVERY_SECONDS / RECOUNT_EVERY_SECONDS)
+        tick = 0
         while True:
             if self._link.is_up:
-                await self.announce()
-            await asyncio.sleep(ANNOUNCE_EVERY_SECONDS)
+                await (self.announce() if tick % ticks_per_announcement == 0 else self.recount())
+            tick += 1
+            await asyncio.sleep(RECOUNT_EVERY_SECONDS)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -11,7 +11,7 @@ import redis.asyncio as redis_asyncio
 
 from proxy.coordination.keys import AppKeys
 from proxy.coordination.link import Link
-from proxy.coordination.members import HEARD_WITHIN_SECONDS, Members
+from proxy.coordination.members import HEARD_WITHIN_SECONDS, RECOUNT_EVERY_SECONDS, Members
 from proxy.coordination.windows import FleetWindows
 from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import demo_env, run_cli
@@ -25,6 +25,12 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, str | None]:
     async with http.get(url + API) as answer:
         await answer.read()
         return answer.status, answer.headers.get("X-Criteo-Proxy-Error")
+
+
+async def _members(http: aiohttp.ClientSession, url: str) -> object:
+    async with http.get(url + "/_proxy/status") as answer:
+        (profile,) = (await answer.json())["profiles"]
+    return profile["coordination"]["members"]
 
 
 async def test_three_members_bursting_on_one_window_meet_no_429_from_criteo(
@@ -61,6 +67,12 @@ async def test_status_counts_the_members_and_says_where_redis_is(
         assert coordination["last_error"] is None
         counts.append(coordination["members"])
     assert max(counts) == 3
+    # Every member, the first to join included, counts the others within its recount.
+    deadline = time.monotonic() + 3 * RECOUNT_EVERY_SECONDS
+    while counts != [3, 3, 3]:
+        assert time.monotonic() < deadline, counts
+        await asyncio.sleep(0.1)
+        counts = [await _members(http, member.url) for member in members]
     result = await run_cli("status", "--url", members[0].url, env=demo_env())
     assert result.returncode == 0, result.stderr
     assert "coordination" in result.stdout
@@ -83,6 +95,12 @@ async def test_members_not_heard_from_within_15_s_are_not_counted(
         await members.announce()
         assert members.count == 2  # me and recent, not long-gone
         assert await redis_client.ttl(keys.members) > 0
+        await redis_client.zadd(keys.members, {"joined-since": now})
+        await members.recount()
+        assert members.count == 3  # heard without waiting for our next announcement
+        await redis_client.zadd(keys.members, {"me": now - HEARD_WITHIN_SECONDS - 1})
+        await members.recount()
+        assert members.count == 2  # a recount does not announce this member
     finally:
         await link.aclose()
 
