@@ -28,7 +28,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
         cached = quick_cached_token(words, os.environ)
         if cached is not None:
-            print(cached, flush=True)
+            try:
+                print(cached, flush=True)
+            except BrokenPipeError:  # the reader left: no traceback (Python's SIGPIPE advice)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(1)
             sys.exit(0)
     from proxy.cli.commands import main as run_command
 

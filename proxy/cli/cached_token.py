@@ -72,10 +72,13 @@ def _cached_token(
         if url is not None and (plain is None or plain.query):
             return None  # the full path says what is wrong with it
     upstream = upstream or DEFAULT_UPSTREAM_URL
-    cache = TokenCache(
-        default_cache_path(DEFAULT_PROFILE, environ),
-        client_id=client_id,
-        token_url=token_url or f"{upstream.rstrip('/')}/oauth2/token",
-        client_secret=client_secret,
-    )
+    try:
+        cache = TokenCache(
+            default_cache_path(DEFAULT_PROFILE, environ),
+            client_id=client_id,
+            token_url=token_url or f"{upstream.rstrip('/')}/oauth2/token",
+            client_secret=client_secret,
+        )
+    except UnicodeError:  # a secret that is not text: the full path says so, in one line
+        return None
     return cache.load(margin_seconds=DEFAULT_REFRESH_MARGIN_SECONDS)

@@ -154,3 +154,8 @@ def test_it_needs_both_credentials_in_the_environment(tmp_path: Path) -> None:
     del environ["CRITEO_CLIENT_SECRET"]
     assert quick([], environ) is None
     assert quick_cached_token(["token"], environ) is None
+
+
+def test_a_secret_that_is_not_text_is_left_to_the_full_path(tmp_path: Path) -> None:
+    environ = environment(tmp_path, CRITEO_CLIENT_SECRET="ab\udcff")  # bytes ab\xff
+    assert quick_cached_token(["token"], environ) is None

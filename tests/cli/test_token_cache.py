@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import stat
 import time
 from pathlib import Path
@@ -12,7 +14,14 @@ import pytest
 
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from tests.cli.conftest import API_PATH
-from tests.conftest import StartCliServer, assert_absent, demo_env, run_cli
+from tests.conftest import (
+    StartCliServer,
+    assert_absent,
+    assert_one_line_error,
+    cli_command,
+    demo_env,
+    run_cli,
+)
 
 # --- the token cache of `criteo-proxy token` ---------------------------------------------------
 
@@ -119,3 +128,37 @@ async def test_only_token_ever_prints_the_cached_token(
     assert_absent(
         {token}, checked.stdout, checked.stderr, server.stdout, server.stderr, status_text
     )
+
+
+async def test_a_secret_that_is_not_text_is_one_line_on_either_path(
+    criteo: FakeCriteo, criteo_url: str
+) -> None:
+    env = {**demo_env(), "CRITEO_CLIENT_SECRET": "ab\udcff"}  # the bytes ab\xff
+    for args in (["token"], ["token", "--profile", "default"]):  # the quick path, the full
+        result = await run_cli(*args, "--upstream", criteo_url, env=env)
+        assert_one_line_error(result, 1, "UnicodeEncodeError")
+    assert criteo.token_requests == []
+
+
+async def test_a_cached_token_for_a_reader_that_left_is_no_traceback(
+    criteo_url: str, private_cache: Path
+) -> None:
+    assert (await run_cli("token", "--upstream", criteo_url, env=demo_env())).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `criteo-proxy token | head -c0` leaves it
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *cli_command(),
+            "token",
+            "--upstream",
+            criteo_url,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+            env=demo_env(),
+        )
+    finally:
+        os.close(write_end)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert stderr.decode() == ""
