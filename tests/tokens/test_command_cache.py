@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,13 @@ async def test_a_changed_secret_gets_a_new_token_not_the_cached_one(
     assert second.returncode == 0, second.stderr
     assert second.stdout != first.stdout
     assert len(criteo.token_requests) == 2
+
+
+def test_a_python_without_blake2_still_tells_secrets_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "_blake2", None)  # as a build without BLAKE2 has it
+    _cache(tmp_path).save("the-cached-token", expires_in=900)
+    assert _cache(tmp_path).load(margin_seconds=60) == "the-cached-token"
+    assert _cache(tmp_path, secret="another-secret").load(margin_seconds=60) is None
+    assert DEMO_CLIENT_SECRET not in (tmp_path / "token-default.json").read_text()
