@@ -29,7 +29,7 @@ return redis.call('ZCARD', KEYS[1])
 _COUNT: Final = """
 local now = redis.call('TIME')
 local seconds = tonumber(now[1]) + tonumber(now[2]) / 1e6
-return redis.call('ZCOUNT', KEYS[1], '(' .. (seconds - tonumber(ARGV[1])), '+inf')
+return redis.call('ZCOUNT', KEYS[1], string.format('(%.6f', seconds - tonumber(ARGV[1])), '+inf')
 """
 
 
@@ -69,13 +69,15 @@ class Members:
         self._task = asyncio.get_running_loop().create_task(self._announce_forever())
 
     async def _announce_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         ticks_per_announcement = round(ANNOUNCE_EVERY_SECONDS / RECOUNT_EVERY_SECONDS)
-        tick = 0
+        tick, next_tick = 0, loop.time()
         while True:
             if self._link.is_up:
                 await (self.announce() if tick % ticks_per_announcement == 0 else self.recount())
             tick += 1
-            await asyncio.sleep(RECOUNT_EVERY_SECONDS)
+            next_tick += RECOUNT_EVERY_SECONDS  # a slow Redis does not stretch the 5 s
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
 
     async def aclose(self) -> None:
         if self._task is not None:
