@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from proxy.coordination.keys import AppKeys
@@ -49,10 +50,7 @@ class Members:
                 keys=[self._key], args=[self._member_id, HEARD_WITHIN_SECONDS]
             )
 
-        try:
-            self.count = int(str(await self._link.call("announce", announce)))
-        except Unavailable:
-            self.count = None
+        await self._take_count(announce)
 
     async def recount(self) -> None:
         """Those heard from in the last 15 s, without announcing this one."""
@@ -60,8 +58,11 @@ class Members:
         async def count(client: Client) -> object:
             return await self._count(keys=[self._key], args=[HEARD_WITHIN_SECONDS])
 
+        await self._take_count(count)
+
+    async def _take_count(self, script: Callable[[Client], Awaitable[object]]) -> None:
         try:
-            self.count = int(str(await self._link.call("announce", count)))
+            self.count = int(str(await self._link.call("announce", script)))
         except Unavailable:
             self.count = None
 
