@@ -24,6 +24,14 @@ async def get_status(http: aiohttp.ClientSession, url: str, path: str = API) -> 
         return answer.status
 
 
+async def get_coordination(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """The ``coordination`` object of the member at URL's one profile in /_proxy/status."""
+    async with http.get(url + "/_proxy/status") as answer:
+        (profile,) = (await answer.json())["profiles"]
+    found: dict[str, Any] = profile["coordination"]
+    return found
+
+
 def write_fleet_config(
     path: Path,
     criteo_url: str,

@@ -15,15 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.fakes.criteo import DEMO_CLIENT_ID, FakeCriteo
 from proxy.tokens.store import TokenStore
 from tests.conftest import CliServer
-from tests.coordination.conftest import Fleet, code_app_credentials, get_status
+from tests.coordination.conftest import (
+    Fleet,
+    code_app_credentials,
+    get_coordination,
+    get_status,
+)
 from tests.redis_server import RedisServer
-
-
-async def _coordination(http: aiohttp.ClientSession, url: str) -> dict[str, object]:
-    async with http.get(url + "/_proxy/status") as answer:
-        (profile,) = (await answer.json())["profiles"]
-    found: dict[str, object] = profile["coordination"]
-    return found
 
 
 async def _metric(http: aiohttp.ClientSession, url: str, name: str) -> dict[str, float]:
@@ -57,11 +55,11 @@ async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
             statuses.extend(await asyncio.gather(*(get_status(http, m.url) for m in members)))
 
     running = asyncio.create_task(traffic())
-    assert (await _coordination(http, members[0].url))["state"] == "up"
+    assert (await get_coordination(http, members[0].url))["state"] == "up"
     own_redis.stop()
     for member in members:
         await _wait_for_line(member, "unreachable")
-    down = await _coordination(http, members[0].url)
+    down = await get_coordination(http, members[0].url)
     assert down["state"] == "down"
     assert down["members"] is None
     assert isinstance(down["last_error"], str)
@@ -74,7 +72,7 @@ async def test_redis_killed_and_restarted_mid_traffic_fails_no_request(
         await _wait_for_line(member, "rejoined the fleet")
     stop_traffic.set()
     await running
-    assert (await _coordination(http, members[0].url))["state"] == "up"
+    assert (await get_coordination(http, members[0].url))["state"] == "up"
     assert await _metric(http, members[0].url, "criteo_proxy_coordination_up") == {"": 1.0}
     assert statuses
     assert set(statuses) == {200}
@@ -128,7 +126,7 @@ async def test_refused_credentials_fail_no_request_and_never_show_the_password(
     wrong = f"redis://:not-the-password-7731@127.0.0.1:{own_redis.port}/0"
     member = await fleet.start(fleet.config(wrong))
     assert await get_status(http, member.url) == 200
-    coordination = await _coordination(http, member.url)
+    coordination = await get_coordination(http, member.url)
     assert coordination["state"] == "down"
     assert coordination["redis"] == f"redis://127.0.0.1:{own_redis.port}/0"
     async with http.get(member.url + "/_proxy/status") as answer:

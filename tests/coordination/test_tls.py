@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import demo_env, run_cli
-from tests.coordination.conftest import Fleet, get_status
+from tests.coordination.conftest import Fleet, get_coordination, get_status
 from tests.ports import free_port
 from tests.redis_server import RedisServer, require_redis_server
 
@@ -115,10 +115,9 @@ async def test_a_fleet_over_tls_with_the_ca_file_joins(
     for member in members:
         assert await get_status(http, member.url) == 200
     assert len(criteo.token_requests) == 1  # the second member took the token over TLS
-    async with http.get(members[1].url + "/_proxy/status") as answer:
-        (profile,) = (await answer.json())["profiles"]
-    assert profile["coordination"]["state"] == "up"
-    assert profile["coordination"]["redis"] == url
+    coordination = await get_coordination(http, members[1].url)
+    assert coordination["state"] == "up"
+    assert coordination["redis"] == url
     for member in members:
         assert await member.stop() == 0
 

@@ -15,7 +15,13 @@ import redis.asyncio as redis_asyncio
 from proxy.coordination.sealing import Sealer, Unreadable
 from proxy.fakes.criteo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeCriteo
 from proxy.tokens.store import TokenStore
-from tests.coordination.conftest import Fleet, code_app_credentials, get_status, redis_contents
+from tests.coordination.conftest import (
+    Fleet,
+    code_app_credentials,
+    get_coordination,
+    get_status,
+    redis_contents,
+)
 from tests.redis_server import RedisServer
 
 
@@ -82,9 +88,7 @@ async def test_members_that_disagree_on_the_key_act_alone_and_overwrite_nothing(
     for _ in range(3):
         assert await get_status(http, other.url) == 200
     await other.wait_for_output(lambda: any("disagree" in line for line in other.stderr_lines))
-    async with http.get(other.url + "/_proxy/status") as answer:
-        (profile,) = (await answer.json())["profiles"]
-    assert profile["coordination"]["state"] == "down"
+    assert (await get_coordination(http, other.url))["state"] == "down"
     after = await redis_contents(redis_client, key_prefix)
     access = next(key for key in before if key.endswith(":access-token"))
     assert after[access] == before[access]  # the other member's token, untouched

@@ -15,7 +15,7 @@ from proxy.coordination.members import HEARD_WITHIN_SECONDS, RECOUNT_EVERY_SECON
 from proxy.coordination.windows import FleetWindows
 from proxy.fakes.criteo import FakeCriteo
 from tests.conftest import demo_env, run_cli
-from tests.coordination.conftest import Fleet
+from tests.coordination.conftest import Fleet, get_coordination
 from tests.redis_server import RedisServer
 
 API = "/2026-07/advertisers/me"
@@ -25,12 +25,6 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, str | None]:
     async with http.get(url + API) as answer:
         await answer.read()
         return answer.status, answer.headers.get("X-Criteo-Proxy-Error")
-
-
-async def _members(http: aiohttp.ClientSession, url: str) -> object:
-    async with http.get(url + "/_proxy/status") as answer:
-        (profile,) = (await answer.json())["profiles"]
-    return profile["coordination"]["members"]
 
 
 async def test_three_members_bursting_on_one_window_meet_no_429_from_criteo(
@@ -59,9 +53,7 @@ async def test_status_counts_the_members_and_says_where_redis_is(
     # Each announced itself on joining; the last to join has heard the two others.
     counts = []
     for member in members:
-        async with http.get(member.url + "/_proxy/status") as answer:
-            (profile,) = (await answer.json())["profiles"]
-        coordination = profile["coordination"]
+        coordination = await get_coordination(http, member.url)
         assert coordination["state"] == "up"
         assert coordination["redis"] == f"redis://127.0.0.1:{shared_redis.port}/0"
         assert coordination["last_error"] is None
@@ -80,11 +72,11 @@ async def test_a_member_that_joins_is_counted_by_the_others_at_their_next_recoun
 ) -> None:
     config = fleet.config(shared_redis.url)
     first = await fleet.start(config)
-    assert await _members(http, first.url) == 1
+    assert (await get_coordination(http, first.url))["members"] == 1
     second = await fleet.start(config)
     # Well before the first member's next announcement, 5 s after its start.
     deadline = time.monotonic() + 2 * RECOUNT_EVERY_SECONDS
-    while (count := await _members(http, first.url)) != 2:
+    while (count := (await get_coordination(http, first.url))["members"]) != 2:
         assert time.monotonic() < deadline, count
         await asyncio.sleep(0.05)
     for member in (first, second):
